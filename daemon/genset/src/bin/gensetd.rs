@@ -1,0 +1,56 @@
+//! gensetd: the genset daemon. Parses its command line and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "gensetd", version, about = "genset daemon: inline LLM API proxy with local failover")]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, env = "GENSET_CONFIG", default_value = "/etc/genset/genset.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate the configuration and exit: 0 when valid, 1 with the key path when not.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    genset::install_crypto_provider();
+    let cfg = match genset::config::Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gensetd: invalid configuration: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(Command::CheckConfig) = cli.command {
+        eprintln!(
+            "gensetd: configuration {} is valid ({} upstreams, {} use cases, {} models)",
+            cli.config.display(),
+            cfg.upstreams.len(),
+            cfg.use_cases.len(),
+            cfg.models.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    genset::daemon::init_logging(&cfg.telemetry);
+    let result = actix_web::rt::System::new().block_on(genset::daemon::serve(&cli.config, cfg));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("gensetd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

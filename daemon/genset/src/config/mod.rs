@@ -1,0 +1,503 @@
+//! Configuration: stage one (`raw`) parses the TOML strictly; stage two (`validate`) checks
+//! every value and produces the typed runtime [`Config`]. Every error names its key path.
+
+pub mod raw;
+mod secret;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+
+pub use secret::Secret;
+
+// TEMPORARY until genset-engine lands its ModelConfig.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ModelConfig { pub name: String }
+impl ModelConfig { pub fn validate(&self, _i: usize) -> Result<(), String> { Ok(()) } }
+
+use crate::api::error::Flavor;
+
+/// A configuration error: the key path it concerns and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { path: path.into(), message: message.into() }
+    }
+}
+
+/// The validated runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: PathBuf,
+    pub proxy: ProxyConfig,
+    pub admin: AdminConfig,
+    pub store: StoreConfig,
+    pub recording: RecordingConfig,
+    pub upstreams: Vec<Arc<UpstreamConfig>>,
+    pub use_cases: Vec<UseCaseConfig>,
+    pub default_openai: Option<usize>,
+    pub default_anthropic: Option<usize>,
+    pub models: Vec<crate::config::ModelConfig>,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub max_body: usize,
+    pub workers: usize,
+    pub keep_alive: Duration,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub token_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedactMode {
+    /// Store bodies as they were.
+    None,
+    /// Replace e-mail addresses, phone, card and IBAN numbers, bearer tokens and API keys.
+    Pii,
+    /// Store no bodies at all, only their sha256.
+    HashOnly,
+}
+
+impl RedactMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedactMode::None => "none",
+            RedactMode::Pii => "pii",
+            RedactMode::HashOnly => "hash-only",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordingConfig {
+    pub redact: RedactMode,
+    pub retention: Duration,
+    pub queue: usize,
+    pub batch: usize,
+    pub flush_interval: Duration,
+    pub max_body: usize,
+}
+
+#[derive(Debug)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub api: Flavor,
+    /// Without a trailing slash.
+    pub base_url: String,
+    /// The appliance's own credential; `None` means the client's key is passed through.
+    pub api_key: Option<Secret>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub anthropic_version: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UseCaseConfig {
+    pub name: String,
+    pub description: String,
+    pub rules: Vec<MatchRule>,
+    /// Index into `Config::upstreams`.
+    pub upstream: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MatchRule {
+    pub header: Option<(String, String)>,
+    pub model: Option<Glob>,
+    pub path: Option<String>,
+    pub system_prompt: Option<Regex>,
+    pub api_key_sha256: Option<String>,
+}
+
+/// A `*`-wildcard pattern.
+#[derive(Debug, Clone)]
+pub struct Glob(String);
+
+impl Glob {
+    pub fn matches(&self, s: &str) -> bool {
+        glob_match(self.0.as_bytes(), s.as_bytes())
+    }
+}
+
+fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| glob_match(rest, &s[i..])),
+        Some((c, rest)) => s.first() == Some(c) && glob_match(rest, &s[1..]),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    pub log_json: bool,
+    pub log_level: String,
+}
+
+/// Parse a size like `8MiB`, `512KiB`, `1MB` or `4096`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("not a size: {s:?} (expected e.g. \"8MiB\")"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    Ok((n * mult) as usize)
+}
+
+fn duration(path: &str, s: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(s)
+        .map_err(|e| ConfigError::new(path, format!("not a duration ({e}): {s:?} (expected e.g. \"30s\", \"30d\")")))
+}
+
+fn size(path: &str, s: &str) -> Result<usize, ConfigError> {
+    parse_size(s).map_err(|m| ConfigError::new(path, m))
+}
+
+fn addr(path: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse().map_err(|_| ConfigError::new(path, format!("not a socket address: {s:?} (expected e.g. \"127.0.0.1:8080\")")))
+}
+
+impl Config {
+    /// Read and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parse and validate configuration text; `source` is used for messages and relative paths.
+    pub fn from_toml(text: &str, source: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| ConfigError::new(source.display().to_string(), e.to_string().trim().to_string()))?;
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let p = e.path().to_string();
+            let inner = e.into_inner();
+            let msg = inner.message().trim().to_string();
+            ConfigError::new(if p == "." { source.display().to_string() } else { p }, msg)
+        })?;
+        validate(raw, source)
+    }
+}
+
+fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
+    let proxy = ProxyConfig {
+        listen: addr("proxy.listen", &raw.proxy.listen)?,
+        max_body: size("proxy.max_body", &raw.proxy.max_body)?,
+        workers: if raw.proxy.workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            raw.proxy.workers
+        },
+        keep_alive: duration("proxy.keep_alive", &raw.proxy.keep_alive)?,
+        shutdown_grace: duration("proxy.shutdown_grace", &raw.proxy.shutdown_grace)?,
+    };
+    if proxy.max_body == 0 {
+        return Err(ConfigError::new("proxy.max_body", "must be greater than 0"));
+    }
+    let admin = AdminConfig { listen: addr("admin.listen", &raw.admin.listen)?, token_file: raw.admin.token_file };
+    if admin.listen == proxy.listen && proxy.listen.port() != 0 {
+        return Err(ConfigError::new("admin.listen", "must differ from proxy.listen"));
+    }
+
+    let url = raw.store.url.trim().to_string();
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ConfigError::new("store.url", format!("unsupported store {url:?}: expected sqlite:///path or postgres://...")));
+    }
+    if raw.store.max_connections == 0 {
+        return Err(ConfigError::new("store.max_connections", "must be greater than 0"));
+    }
+    let store = StoreConfig { url, max_connections: raw.store.max_connections };
+
+    let r = &raw.recording;
+    let recording = RecordingConfig {
+        redact: match r.redact.as_str() {
+            "none" => RedactMode::None,
+            "pii" => RedactMode::Pii,
+            "hash-only" => RedactMode::HashOnly,
+            other => {
+                return Err(ConfigError::new("recording.redact", format!("unknown mode {other:?}: expected none, pii or hash-only")));
+            }
+        },
+        retention: duration("recording.retention", &r.retention)?,
+        queue: r.queue,
+        batch: r.batch,
+        flush_interval: duration("recording.flush_interval", &r.flush_interval)?,
+        max_body: size("recording.max_body", &r.max_body)?,
+    };
+    if recording.queue == 0 {
+        return Err(ConfigError::new("recording.queue", "must be greater than 0"));
+    }
+    if recording.batch == 0 {
+        return Err(ConfigError::new("recording.batch", "must be greater than 0"));
+    }
+
+    let mut upstreams = Vec::new();
+    let mut names = HashSet::new();
+    for (i, u) in raw.upstreams.into_iter().enumerate() {
+        let p = |k: &str| format!("upstreams[{i}].{k}");
+        if u.name.is_empty() || !u.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ConfigError::new(p("name"), "must be non-empty and use only letters, digits, '-' and '_'"));
+        }
+        if !names.insert(u.name.clone()) {
+            return Err(ConfigError::new(p("name"), format!("duplicate upstream name {:?}", u.name)));
+        }
+        let api = match u.api.as_str() {
+            "openai" => Flavor::OpenAi,
+            "anthropic" => Flavor::Anthropic,
+            other => return Err(ConfigError::new(p("api"), format!("unknown api {other:?}: expected openai or anthropic"))),
+        };
+        let base = u.base_url.trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&base)
+            .map_err(|e| ConfigError::new(p("base_url"), format!("not an absolute URL ({e}): {:?}", u.base_url)))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(ConfigError::new(p("base_url"), "must be an http:// or https:// URL with a host"));
+        }
+        let given = [u.api_key_env.is_some(), u.api_key_file.is_some(), u.api_key_credential.is_some()];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(ConfigError::new(p("api_key_env"), "give at most one of api_key_env, api_key_file, api_key_credential"));
+        }
+        let api_key = if let Some(var) = &u.api_key_env {
+            let v = std::env::var(var)
+                .map_err(|_| ConfigError::new(p("api_key_env"), format!("environment variable {var} is not set")))?;
+            Some(Secret::new(v.trim().to_string()))
+        } else if let Some(f) = &u.api_key_file {
+            Some(Secret::new(read_secret_file(f).map_err(|m| ConfigError::new(p("api_key_file"), m))?))
+        } else if let Some(name) = &u.api_key_credential {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                ConfigError::new(p("api_key_credential"), "$CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
+            })?;
+            let f = Path::new(&dir).join(name);
+            Some(Secret::new(read_secret_file(&f).map_err(|m| ConfigError::new(p("api_key_credential"), m))?))
+        } else {
+            None
+        };
+        if let Some(k) = &api_key
+            && k.expose().is_empty()
+        {
+            return Err(ConfigError::new(p("api_key_env"), "the key is empty"));
+        }
+        upstreams.push(Arc::new(UpstreamConfig {
+            name: u.name,
+            api,
+            base_url: base,
+            api_key,
+            connect_timeout: duration(&p("connect_timeout"), &u.connect_timeout)?,
+            read_timeout: duration(&p("read_timeout"), &u.read_timeout)?,
+            anthropic_version: u.anthropic_version.unwrap_or_else(|| "2023-06-01".into()),
+        }));
+    }
+
+    let find_upstream = |path: &str, name: &str, want: Option<Flavor>| -> Result<usize, ConfigError> {
+        let i = upstreams
+            .iter()
+            .position(|u| u.name == name)
+            .ok_or_else(|| ConfigError::new(path, format!("no upstream named {name:?}")))?;
+        if let Some(f) = want
+            && upstreams[i].api != f
+        {
+            return Err(ConfigError::new(path, format!("upstream {name:?} does not speak this API")));
+        }
+        Ok(i)
+    };
+    let default_openai = match &raw.routing.openai {
+        Some(n) => Some(find_upstream("routing.openai", n, Some(Flavor::OpenAi))?),
+        None => upstreams.iter().position(|u| u.api == Flavor::OpenAi),
+    };
+    let default_anthropic = match &raw.routing.anthropic {
+        Some(n) => Some(find_upstream("routing.anthropic", n, Some(Flavor::Anthropic))?),
+        None => upstreams.iter().position(|u| u.api == Flavor::Anthropic),
+    };
+
+    let mut use_cases = Vec::new();
+    let mut uc_names = HashSet::new();
+    for (i, uc) in raw.use_cases.into_iter().enumerate() {
+        let p = |k: &str| format!("use_cases[{i}].{k}");
+        if uc.name.is_empty() || !uc.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ConfigError::new(p("name"), "must be non-empty and use only letters, digits, '-' and '_'"));
+        }
+        if uc.name == crate::classify::UNCLASSIFIED {
+            return Err(ConfigError::new(p("name"), "\"unclassified\" is reserved for traffic no use case matches"));
+        }
+        if !uc_names.insert(uc.name.clone()) {
+            return Err(ConfigError::new(p("name"), format!("duplicate use case name {:?}", uc.name)));
+        }
+        let raw_rules = match uc.match_ {
+            None => vec![],
+            Some(raw::RawMatchList::One(m)) => vec![(p("match"), m)],
+            Some(raw::RawMatchList::Any(v)) => v.into_iter().enumerate().map(|(j, m)| (format!("use_cases[{i}].match[{j}]"), m)).collect(),
+        };
+        let mut rules = Vec::new();
+        for (mp, m) in raw_rules {
+            rules.push(compile_rule(&mp, m)?);
+        }
+        let upstream = match &uc.upstream {
+            Some(n) => Some(find_upstream(&p("upstream"), n, None)?),
+            None => None,
+        };
+        use_cases.push(UseCaseConfig { name: uc.name, description: uc.description, rules, upstream });
+    }
+
+    let mut model_names = HashSet::new();
+    for (i, m) in raw.models.iter().enumerate() {
+        m.validate(i).map_err(|msg| match msg.split_once(": ") {
+            Some((k, v)) => ConfigError::new(k, v),
+            None => ConfigError::new(format!("models[{i}]"), msg),
+        })?;
+        if !model_names.insert(m.name.clone()) {
+            return Err(ConfigError::new(format!("models[{i}].name"), format!("duplicate model name {:?}", m.name)));
+        }
+    }
+
+    let telemetry = TelemetryConfig {
+        log_json: match raw.telemetry.log_format.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(o) => return Err(ConfigError::new("telemetry.log_format", format!("unknown format {o:?}: expected text or json"))),
+        },
+        log_level: raw.telemetry.log_level.unwrap_or_else(|| "info".into()),
+    };
+
+    Ok(Config {
+        source: source.to_path_buf(),
+        proxy,
+        admin,
+        store,
+        recording,
+        upstreams,
+        use_cases,
+        default_openai,
+        default_anthropic,
+        models: raw.models,
+        telemetry,
+    })
+}
+
+fn compile_rule(path: &str, m: raw::RawMatch) -> Result<MatchRule, ConfigError> {
+    let header = match (m.header, m.value) {
+        (Some(h), Some(v)) => Some((h.to_ascii_lowercase(), v)),
+        (Some(_), None) => return Err(ConfigError::new(format!("{path}.value"), "a header rule needs a value")),
+        (None, Some(_)) => return Err(ConfigError::new(format!("{path}.header"), "a value needs a header to compare with")),
+        (None, None) => None,
+    };
+    let system_prompt = match m.system_prompt {
+        Some(re) => Some(
+            Regex::new(&re).map_err(|e| ConfigError::new(format!("{path}.system_prompt"), format!("invalid regular expression: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(h) = &m.api_key_sha256
+        && (h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(ConfigError::new(format!("{path}.api_key_sha256"), "must be 64 hex digits (sha256 of the key)"));
+    }
+    let rule = MatchRule {
+        header,
+        model: m.model.map(Glob),
+        path: m.path,
+        system_prompt,
+        api_key_sha256: m.api_key_sha256.map(|h| h.to_ascii_lowercase()),
+    };
+    if rule.header.is_none()
+        && rule.model.is_none()
+        && rule.path.is_none()
+        && rule.system_prompt.is_none()
+        && rule.api_key_sha256.is_none()
+    {
+        return Err(ConfigError::new(path, "an empty rule would match everything; give header, model, path, system_prompt or api_key_sha256"));
+    }
+    Ok(rule)
+}
+
+fn read_secret_file(f: &Path) -> Result<String, String> {
+    let s = std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+    Ok(s.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn err(toml: &str) -> String {
+        Config::from_toml(toml, Path::new("t.toml")).expect_err("should fail").to_string()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_toml("", Path::new("t.toml")).unwrap();
+        assert_eq!(c.proxy.max_body, 8 * 1024 * 1024);
+        assert_eq!(c.recording.redact, RedactMode::Pii);
+        assert_eq!(c.recording.retention, Duration::from_secs(30 * 86400));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (toml, key) in [
+            ("[proxy]\nmax_body = \"8XB\"", "proxy.max_body"),
+            ("[proxy]\nlisten = \"nope\"", "proxy.listen"),
+            ("[proxy]\nbogus = 1", "proxy"),
+            ("[recording]\nredact = \"all\"", "recording.redact"),
+            ("[recording]\nretention = \"forever\"", "recording.retention"),
+            ("[[upstreams]]\nname = \"a\"\napi = \"openai\"\nbase_url = \"api.openai.com\"", "upstreams[0].base_url"),
+            ("[[upstreams]]\nname = \"a\"\napi = \"gemini\"\nbase_url = \"http://x\"", "upstreams[0].api"),
+            ("[[upstreams]]\nname = \"a\"\napi = \"openai\"\nbase_url = \"http://x\"\napi_key_env = \"GENSET_SURELY_UNSET_VAR\"", "upstreams[0].api_key_env"),
+            ("[[use_cases]]\nname = \"x\"\nmatch = { system_prompt = \"(\" }", "use_cases[0].match.system_prompt"),
+            ("[[use_cases]]\nname = \"x\"\nmatch = [{ model = \"a\" }, { header = \"h\" }]", "use_cases[0].match[1].value"),
+            ("[[use_cases]]\nname = \"x\"\nupstream = \"nope\"", "use_cases[0].upstream"),
+            ("[[use_cases]]\nname = \"unclassified\"", "use_cases[0].name"),
+            ("[store]\nurl = \"mysql://x\"", "store.url"),
+        ] {
+            let e = err(toml);
+            assert!(e.starts_with(key), "{toml:?} gave {e:?}, expected key {key}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8MiB").unwrap(), 8 << 20);
+        assert_eq!(parse_size("512 KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn globs() {
+        let g = Glob("gpt-4o*".into());
+        assert!(g.matches("gpt-4o-mini"));
+        assert!(g.matches("gpt-4o"));
+        assert!(!g.matches("gpt-4"));
+        assert!(Glob("*mini".into()).matches("gpt-4o-mini"));
+    }
+}

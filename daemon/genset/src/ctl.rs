@@ -1,0 +1,319 @@
+//! gensetctl: the operator's command-line client of the admin JSON API. Finds the daemon
+//! and its token from `GENSET_ADMIN_URL`/`GENSET_ADMIN_TOKEN` or the daemon's config file.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(name = "gensetctl", version, about = "Operate a running genset daemon")]
+pub struct Cli {
+    /// The daemon's configuration file (for its admin address and token).
+    #[arg(long, short, global = true, env = "GENSET_CONFIG", default_value = "/etc/genset/genset.toml")]
+    pub config: PathBuf,
+    /// Admin API base URL (overrides the config file).
+    #[arg(long, global = true, env = "GENSET_ADMIN_URL")]
+    pub admin_url: Option<String>,
+    /// Admin token (overrides admin.token_file).
+    #[arg(long, global = true, env = "GENSET_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// The daemon's state: mode, upstreams, recorder, store.
+    Status,
+    /// Recent recorded exchanges, newest first.
+    Traffic(TrafficArgs),
+    /// Use cases.
+    #[command(subcommand, name = "use-cases")]
+    UseCases(UseCaseCmd),
+    /// Virtual keys.
+    #[command(subcommand)]
+    Keys(KeyCmd),
+}
+
+#[derive(Args)]
+pub struct TrafficArgs {
+    #[arg(long)]
+    pub use_case: Option<String>,
+    #[arg(long)]
+    pub served_by: Option<String>,
+    #[arg(long)]
+    pub status: Option<i64>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+    /// Show exchanges older than this id (the "next" id printed by the previous page).
+    #[arg(long)]
+    pub before: Option<i64>,
+}
+
+#[derive(Subcommand)]
+pub enum UseCaseCmd {
+    /// Configured use cases with their traffic over the last 24 hours.
+    List,
+    /// Group unclassified traffic by system prompt and propose use cases.
+    Suggest {
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeyCmd {
+    /// Issue a virtual key (shown once).
+    Create {
+        #[arg(long)]
+        use_case: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        upstream: Option<String>,
+    },
+    List,
+    Revoke { id: String },
+}
+
+struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(cli: &Cli) -> anyhow::Result<Client> {
+        let (base, token) = match (&cli.admin_url, &cli.admin_token) {
+            (Some(u), Some(t)) => (u.clone(), t.clone()),
+            _ => {
+                let cfg = crate::config::Config::load(&cli.config)
+                    .with_context(|| "cannot find the daemon: set GENSET_ADMIN_URL and GENSET_ADMIN_TOKEN, or pass --config".to_string())?;
+                let mut addr = cfg.admin.listen;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                let url = cli.admin_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+                let token = match &cli.admin_token {
+                    Some(t) => t.clone(),
+                    None => std::fs::read_to_string(&cfg.admin.token_file)
+                        .with_context(|| format!("cannot read the admin token {} (run as root or a member of the genset group)", cfg.admin.token_file.display()))?
+                        .trim()
+                        .to_string(),
+                };
+                (url, token)
+            }
+        };
+        crate::install_crypto_provider();
+        let http = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(30)).build()?;
+        Ok(Client { base: base.trim_end_matches('/').to_string(), token, http })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut rb = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.with_context(|| format!("cannot reach the daemon at {}", self.base))?;
+        let status = resp.status();
+        let v: Value = resp.json().await.context("the daemon's answer is not JSON")?;
+        if !status.is_success() {
+            let msg = v["error"]["message"].as_str().unwrap_or("unknown error");
+            bail!("{status}: {msg}");
+        }
+        Ok(v)
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<String> {
+    let c = Client::new(&cli)?;
+    use reqwest::Method;
+    let v = match &cli.command {
+        Command::Status => c.call(Method::GET, "/api/v1/status", None).await?,
+        Command::Traffic(a) => {
+            let mut q = vec![format!("limit={}", a.limit)];
+            if let Some(u) = &a.use_case {
+                q.push(format!("use_case={}", urlencode(u)));
+            }
+            if let Some(s) = &a.served_by {
+                q.push(format!("served_by={}", urlencode(s)));
+            }
+            if let Some(s) = a.status {
+                q.push(format!("status={s}"));
+            }
+            if let Some(b) = a.before {
+                q.push(format!("before={b}"));
+            }
+            c.call(Method::GET, &format!("/api/v1/traffic?{}", q.join("&")), None).await?
+        }
+        Command::UseCases(UseCaseCmd::List) => c.call(Method::GET, "/api/v1/use-cases", None).await?,
+        Command::UseCases(UseCaseCmd::Suggest { days }) => c.call(Method::GET, &format!("/api/v1/use-cases/suggest?days={days}"), None).await?,
+        Command::Keys(KeyCmd::Create { use_case, name, upstream }) => {
+            c.call(Method::POST, "/api/v1/keys", Some(serde_json::json!({"use_case": use_case, "name": name, "upstream": upstream})))
+                .await?
+        }
+        Command::Keys(KeyCmd::List) => c.call(Method::GET, "/api/v1/keys", None).await?,
+        Command::Keys(KeyCmd::Revoke { id }) => c.call(Method::DELETE, &format!("/api/v1/keys/{}", urlencode(id)), None).await?,
+    };
+    if cli.json {
+        return Ok(serde_json::to_string_pretty(&v)?);
+    }
+    Ok(render(&cli.command, &v))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn fmt_ts(ms: &Value) -> String {
+    let Some(ms) = ms.as_i64() else { return "-".into() };
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// A table with columns sized to their contents.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<String>, out: &mut String| {
+        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect(), &mut out);
+    for r in rows {
+        line(r.clone(), &mut out);
+    }
+    out
+}
+
+fn render(cmd: &Command, v: &Value) -> String {
+    let mut out = String::new();
+    match cmd {
+        Command::Status => {
+            let r = &v["recording"];
+            let _ = writeln!(out, "genset {}  mode: {}  up {}s", s(&v["version"]), s(&v["mode"]), s(&v["uptime_s"]));
+            let _ = writeln!(out, "proxy  http://{}   admin http://{}", s(&v["listen"]["proxy"]), s(&v["listen"]["admin"]));
+            let _ = writeln!(out, "store  {} ({} exchanges)", s(&v["store"]["backend"]), s(&v["store"]["exchanges"]));
+            let _ = writeln!(
+                out,
+                "recorder  queue {}/{}  written {}  dropped {}  write errors {}  redact {}  retention {}",
+                s(&r["queue_depth"]),
+                s(&r["queue_capacity"]),
+                s(&r["written"]),
+                s(&r["dropped"]),
+                s(&r["write_errors"]),
+                s(&r["redact"]),
+                s(&r["retention"])
+            );
+            let rows: Vec<Vec<String>> = v["upstreams"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|u| vec![s(&u["name"]), s(&u["api"]), s(&u["base_url"]), s(&u["credential"])])
+                .collect();
+            out.push('\n');
+            out.push_str(&table(&["UPSTREAM", "API", "BASE URL", "CREDENTIAL"], &rows));
+        }
+        Command::Traffic(_) => {
+            let rows: Vec<Vec<String>> = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    let tokens = match (e["prompt_tokens"].as_i64(), e["completion_tokens"].as_i64()) {
+                        (Some(p), Some(c)) => format!("{p}/{c}"),
+                        _ => "-".into(),
+                    };
+                    vec![
+                        s(&e["id"]),
+                        fmt_ts(&e["ts_ms"]),
+                        s(&e["use_case"]),
+                        s(&e["endpoint"]),
+                        s(&e["model"]),
+                        s(&e["served_by"]),
+                        s(&e["status"]),
+                        if e["completed"].as_bool() == Some(true) { "yes".into() } else { format!("no {}", s(&e["error"])) },
+                        format!("{:.1}", e["total_ms"].as_f64().unwrap_or(0.0)),
+                        tokens,
+                    ]
+                })
+                .collect();
+            out.push_str(&table(&["ID", "TIME (UTC)", "USE CASE", "ENDPOINT", "MODEL", "SERVED BY", "STATUS", "COMPLETE", "MS", "TOKENS"], &rows));
+            match v["next_before"].as_i64() {
+                Some(n) => {
+                    let _ = writeln!(out, "\nolder: gensetctl traffic --before {n}");
+                }
+                None => {
+                    let _ = writeln!(out, "\n(end of recorded traffic)");
+                }
+            }
+        }
+        Command::UseCases(UseCaseCmd::List) => {
+            let rows: Vec<Vec<String>> = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|u| vec![s(&u["name"]), s(&u["rules"]), s(&u["upstream"]), s(&u["requests_24h"]), s(&u["errors_24h"]), fmt_ts(&u["last_ts_ms"])])
+                .collect();
+            out.push_str(&table(&["USE CASE", "RULES", "UPSTREAM", "REQUESTS 24H", "ERRORS 24H", "LAST SEEN"], &rows));
+        }
+        Command::UseCases(UseCaseCmd::Suggest { .. }) => {
+            let items = v["items"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                out.push_str("no unclassified traffic with a system prompt in the period\n");
+            }
+            for it in items {
+                let _ = writeln!(out, "# {} requests like: {:?}", s(&it["requests"]), s(&it["system_prompt_excerpt"]));
+                let _ = writeln!(out, "{}", s(&it["config"]));
+            }
+        }
+        Command::Keys(KeyCmd::Create { .. }) => {
+            let _ = writeln!(out, "created virtual key {} ({}) for use case {}", s(&v["id"]), s(&v["name"]), s(&v["use_case"]));
+            let _ = writeln!(out, "\n    {}\n", s(&v["key"]));
+            let _ = writeln!(out, "This is the only time the key is shown. Clients use it as their API key with genset's base URL.");
+        }
+        Command::Keys(KeyCmd::List) => {
+            let rows: Vec<Vec<String>> = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|k| {
+                    vec![
+                        s(&k["id"]),
+                        s(&k["name"]),
+                        s(&k["use_case"]),
+                        format!("gk-…{}", s(&k["last4"])),
+                        fmt_ts(&k["created_ms"]),
+                        if k["revoked_ms"].is_null() { "active".into() } else { format!("revoked {}", fmt_ts(&k["revoked_ms"])) },
+                    ]
+                })
+                .collect();
+            out.push_str(&table(&["ID", "NAME", "USE CASE", "KEY", "CREATED", "STATE"], &rows));
+        }
+        Command::Keys(KeyCmd::Revoke { id }) => {
+            let _ = writeln!(out, "revoked {id}");
+        }
+    }
+    out
+}

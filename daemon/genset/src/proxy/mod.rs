@@ -1,0 +1,391 @@
+//! The inbound API: OpenAI- and Anthropic-style routes, passed through to the cloud
+//! unchanged and recorded. The path a request walks: read the body (bounded) → peek at it →
+//! authenticate → classify the use case → pick the upstream → forward → stream back
+//! through a [`tee::Tee`] that hands the exchange to the recorder. Nothing here waits on the
+//! database.
+
+pub mod peek;
+pub mod routing;
+pub mod tee;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::{Method, header};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, TryStreamExt};
+
+use crate::api::error::{ApiError, ErrorKind, ErrorSource, Flavor};
+use crate::auth::{KeyBook, VIRTUAL_KEY_PREFIX, VirtualKey, plain_sha256};
+use crate::record::{Capture, Ending, Exchange, Recorder, now_ms};
+pub use routing::{Routing, Upstream};
+
+/// Everything the request path needs; shared by all proxy workers.
+pub struct ProxyState {
+    pub routing: ArcSwap<Routing>,
+    pub recorder: Recorder,
+    pub keys: Arc<KeyBook>,
+}
+
+/// One inbound route.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    pub path: &'static str,
+    /// `None`: decided per request from its headers (`GET /v1/models` serves both APIs).
+    pub flavor: Option<Flavor>,
+    pub has_body: bool,
+}
+
+pub const ENDPOINTS: &[(Method, Endpoint)] = &[
+    (Method::POST, Endpoint { path: "/v1/chat/completions", flavor: Some(Flavor::OpenAi), has_body: true }),
+    (Method::POST, Endpoint { path: "/v1/completions", flavor: Some(Flavor::OpenAi), has_body: true }),
+    (Method::POST, Endpoint { path: "/v1/embeddings", flavor: Some(Flavor::OpenAi), has_body: true }),
+    (Method::POST, Endpoint { path: "/v1/responses", flavor: Some(Flavor::OpenAi), has_body: true }),
+    (Method::GET, Endpoint { path: "/v1/models", flavor: None, has_body: false }),
+    (Method::POST, Endpoint { path: "/v1/messages", flavor: Some(Flavor::Anthropic), has_body: true }),
+    (Method::POST, Endpoint { path: "/v1/messages/count_tokens", flavor: Some(Flavor::Anthropic), has_body: true }),
+];
+
+/// Register the API routes on an actix app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for (method, ep) in ENDPOINTS {
+        cfg.service(
+            web::resource(ep.path)
+                .app_data(*ep)
+                .route(web::method(method.clone()).to(handle))
+                .default_service(web::to(method_not_allowed)),
+        );
+    }
+    cfg.default_service(web::to(unknown_path));
+}
+
+fn flavor_from_headers(req: &HttpRequest) -> Flavor {
+    let h = req.headers();
+    if h.contains_key("anthropic-version") || h.contains_key("x-api-key") || req.path().starts_with("/v1/messages") {
+        Flavor::Anthropic
+    } else {
+        Flavor::OpenAi
+    }
+}
+
+async fn unknown_path(req: HttpRequest) -> HttpResponse {
+    ApiError::new(ErrorKind::NotFound, format!("unknown path {} {}", req.method(), req.path()))
+        .with_code("unknown_url")
+        .render(flavor_from_headers(&req))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let mut r = ApiError::new(ErrorKind::NotFound, format!("method {} is not allowed on {}", req.method(), req.path()))
+        .with_code("method_not_allowed")
+        .render(flavor_from_headers(&req));
+    *r.status_mut() = actix_web::http::StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+/// The part of an exchange known before the response: filled in as the request walks.
+struct Pending {
+    started: Instant,
+    ex: Exchange,
+}
+
+impl Pending {
+    /// genset answers itself: record the rejection and render the error.
+    fn reject(mut self, recorder: &Recorder, err: ApiError) -> HttpResponse {
+        let flavor = self.ex.api;
+        let resp = err.render(flavor);
+        let body = serde_json::to_vec(&err.body(flavor)).unwrap_or_default();
+        self.ex.status = err.status().as_u16();
+        self.ex.error = Some(err.kind.label());
+        self.ex.ending = Ending::Rejected;
+        self.ex.response = Capture::from_bytes(Bytes::from(body), recorder.body_cap());
+        self.ex.total = self.started.elapsed();
+        recorder.record(self.ex);
+        resp
+    }
+}
+
+async fn handle(req: HttpRequest, payload: web::Payload, state: web::Data<ProxyState>) -> HttpResponse {
+    let started = Instant::now();
+    let Some(ep) = req.app_data::<Endpoint>().copied() else {
+        return unknown_path(req).await;
+    };
+    let flavor = ep.flavor.unwrap_or_else(|| flavor_from_headers(&req));
+    let routing = state.routing.load_full();
+    let recorder = &state.recorder;
+    let mut pending = Pending {
+        started,
+        ex: Exchange {
+            ts_ms: now_ms(),
+            api: flavor,
+            endpoint: ep.path,
+            use_case: routing.classifier.unclassified().clone(),
+            served_by: routing.genset_tag.clone(),
+            model: None,
+            status: 0,
+            stream: false,
+            sse: false,
+            request: Capture::default(),
+            response: Capture::default(),
+            ending: Ending::Rejected,
+            error: None,
+            client_key_hash: None,
+            virtual_key_id: None,
+            ttfb: None,
+            total: Default::default(),
+        },
+    };
+
+    // 1. The body, bounded.
+    let body = if ep.has_body {
+        if let Err(e) = check_content_type(&req) {
+            return pending.reject(recorder, e);
+        }
+        match read_body(&req, payload, routing.max_body).await {
+            Ok(b) => b,
+            Err(e) => return pending.reject(recorder, e),
+        }
+    } else {
+        Bytes::new()
+    };
+    pending.ex.request = Capture::from_bytes(body.clone(), recorder.body_cap());
+
+    // 2. A look inside.
+    let peek = if ep.has_body {
+        match peek::Peek::parse(&body) {
+            Ok(p) => Some(p),
+            Err(e) => return pending.reject(recorder, e),
+        }
+    } else {
+        None
+    };
+    pending.ex.model = peek.as_ref().and_then(|p| p.model.as_deref().map(str::to_string));
+    pending.ex.stream = peek.as_ref().is_some_and(|p| p.stream);
+
+    // 3. Who is calling.
+    let client_key = client_key(&req, flavor);
+    let virtual_key: Option<VirtualKey> = match client_key {
+        Some(k) if k.starts_with(VIRTUAL_KEY_PREFIX) => match state.keys.lookup(k) {
+            Some(v) => Some(v),
+            None => {
+                return pending.reject(
+                    recorder,
+                    ApiError::new(ErrorKind::Authentication, "invalid or revoked genset virtual key").with_code("invalid_api_key"),
+                );
+            }
+        },
+        _ => None,
+    };
+    if let Some(v) = &virtual_key {
+        pending.ex.virtual_key_id = Some(v.id.clone());
+    } else if let Some(k) = client_key {
+        pending.ex.client_key_hash = Some(state.keys.hash(k));
+    }
+
+    // 4. Which use case.
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let key_sha = || client_key.map(plain_sha256);
+    let use_case_idx = match virtual_key.as_ref().and_then(|v| v.use_case.as_deref()) {
+        Some(uc) => routing.classifier.index_of(uc),
+        None => routing.classifier.classify(crate::classify::Input {
+            header: &header,
+            path: ep.path,
+            model: pending.ex.model.as_deref(),
+            key_sha256: &key_sha,
+            system_prompt: || peek.as_ref().and_then(|p| p.system_prompt()),
+        }),
+    };
+    if let Some(i) = use_case_idx {
+        pending.ex.use_case = routing.classifier.name(i).clone();
+    }
+
+    // 6. Which upstream.
+    let upstream = match routing.pick_upstream(flavor, use_case_idx, virtual_key.as_ref()) {
+        Ok(u) => u,
+        Err(e) => return pending.reject(recorder, e),
+    };
+    if upstream.config.api_key.is_some() && virtual_key.is_none() {
+        return pending.reject(
+            recorder,
+            ApiError::new(
+                ErrorKind::Authentication,
+                format!("upstream {:?} uses genset's own credential: authenticate with a genset virtual key (gk-...)", upstream.config.name),
+            )
+            .with_code("invalid_api_key"),
+        );
+    }
+    if upstream.config.api_key.is_none() && virtual_key.is_some() {
+        return pending.reject(
+            recorder,
+            ApiError::new(
+                ErrorKind::Authentication,
+                format!("upstream {:?} passes client keys through and holds no credential for virtual keys", upstream.config.name),
+            )
+            .with_code("invalid_api_key"),
+        );
+    }
+    pending.ex.served_by = upstream.tag.clone();
+
+    // 7. Forward.
+    let mut url = upstream.url_for(ep.path);
+    if let Some(q) = req.uri().query() {
+        url.push('?');
+        url.push_str(q);
+    }
+    let method = if ep.has_body { reqwest::Method::POST } else { reqwest::Method::GET };
+    let mut rb = upstream.client.request(method, &url);
+    rb = rb.headers(forward_headers(&req, &upstream, virtual_key.is_some()));
+    if ep.has_body {
+        rb = rb.body(body);
+    }
+    let resp = match rb.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let (kind, what) = if e.is_timeout() {
+                (ErrorKind::Timeout, "did not answer in time")
+            } else if e.is_connect() {
+                (ErrorKind::UpstreamUnavailable, "is unreachable (connection failed)")
+            } else {
+                (ErrorKind::UpstreamUnavailable, "failed before answering")
+            };
+            tracing::warn!(upstream = %upstream.config.name, error = %crate::util::error_chain(&e), "upstream request failed");
+            let err = ApiError::new(kind, format!("upstream {:?} {what}", upstream.config.name))
+                .with_code("upstream_unavailable")
+                .with_source(ErrorSource::Upstream);
+            let mut r = pending.reject(recorder, err);
+            r.headers_mut().insert(
+                header::HeaderName::from_static("x-genset-served-by"),
+                header::HeaderValue::from_static("genset"),
+            );
+            return r;
+        }
+    };
+
+    // 8. Stream back, recording on the way.
+    let status = resp.status().as_u16();
+    pending.ex.status = status;
+    let mut builder = HttpResponseBuilder::new(actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY));
+    let mut content_length: Option<u64> = None;
+    for (name, value) in resp.headers() {
+        let n = name.as_str();
+        if n == "content-length" {
+            content_length = value.to_str().ok().and_then(|v| v.parse().ok());
+            continue;
+        }
+        if is_hop_by_hop(n) {
+            continue;
+        }
+        if n == "content-type" && value.as_bytes().starts_with(b"text/event-stream") {
+            pending.ex.sse = true;
+        }
+        builder.append_header((n, value.as_bytes()));
+    }
+    builder.insert_header(("x-genset-served-by", &*upstream.tag));
+    builder.insert_header(("x-genset-use-case", &*pending.ex.use_case));
+    let stream = resp.bytes_stream().map_err(|e| std::io::Error::other(crate::util::error_chain(&e)));
+    let tee = tee::Tee::new(Box::pin(stream), pending.ex, recorder.clone(), started);
+    match content_length {
+        Some(len) => builder.body(actix_web::body::SizedStream::new(len, tee)),
+        None => builder.streaming(tee),
+    }
+}
+
+fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else {
+        let shown = if ct.is_empty() { "none".to_string() } else { format!("{ct:?}") };
+        Err(ApiError::new(ErrorKind::UnsupportedMediaType, format!("expected Content-Type: application/json, got {shown}"))
+            .with_code("unsupported_content_type"))
+    }
+}
+
+async fn read_body(req: &HttpRequest, mut payload: web::Payload, max: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(ErrorKind::RequestTooLarge, format!("the request body is larger than the {max} bytes allowed (proxy.max_body)"))
+            .with_code("request_too_large")
+    };
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(4096).min(max));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid(format!("could not read the request body: {e}")))?;
+        if buf.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// The key the client sent: `x-api-key` (Anthropic) or `Authorization: Bearer` (both).
+fn client_key(req: &HttpRequest, flavor: Flavor) -> Option<&str> {
+    let h = req.headers();
+    let x_api_key = || h.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty());
+    let bearer = || {
+        h.get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    match flavor {
+        Flavor::Anthropic => x_api_key().or_else(bearer),
+        Flavor::OpenAi => bearer().or_else(x_api_key),
+    }
+}
+
+pub fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection" | "keep-alive" | "proxy-authenticate" | "proxy-authorization" | "te" | "trailer" | "trailers" | "transfer-encoding" | "upgrade"
+    )
+}
+
+/// Request headers for the upstream: the client's, less hop-by-hop, host, length, encoding
+/// negotiation and genset's own; the credential swapped in for virtual keys.
+fn forward_headers(req: &HttpRequest, upstream: &Upstream, swap_credential: bool) -> reqwest::header::HeaderMap {
+    use reqwest::header::{HeaderName, HeaderValue};
+    let mut out = reqwest::header::HeaderMap::with_capacity(req.headers().len() + 2);
+    let connection_listed: Vec<String> = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for (name, value) in req.headers() {
+        let n = name.as_str();
+        if is_hop_by_hop(n)
+            || matches!(n, "host" | "content-length" | "accept-encoding")
+            || n.starts_with("x-genset-")
+            || connection_listed.iter().any(|c| c == n)
+            || (swap_credential && matches!(n, "authorization" | "x-api-key"))
+        {
+            continue;
+        }
+        if let (Ok(hn), Ok(hv)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_bytes(value.as_bytes())) {
+            out.append(hn, hv);
+        }
+    }
+    if swap_credential && let Some(key) = &upstream.config.api_key {
+        let (name, value) = match upstream.config.api {
+            Flavor::OpenAi => ("authorization", format!("Bearer {}", key.expose())),
+            Flavor::Anthropic => ("x-api-key", key.expose().to_string()),
+        };
+        if let Ok(mut hv) = HeaderValue::from_str(&value) {
+            hv.set_sensitive(true);
+            out.insert(HeaderName::from_static(name), hv);
+        }
+    }
+    if upstream.config.api == Flavor::Anthropic && !out.contains_key("anthropic-version") {
+        if let Ok(hv) = HeaderValue::from_str(&upstream.config.anthropic_version) {
+            out.insert(HeaderName::from_static("anthropic-version"), hv);
+        }
+    }
+    out
+}

@@ -1,0 +1,97 @@
+//! The routing snapshot: everything derived from configuration that the request path reads,
+//! swapped whole on reload so a request sees one consistent configuration.
+
+use std::sync::Arc;
+
+use crate::api::error::{ApiError, ErrorKind, Flavor};
+use crate::auth::VirtualKey;
+use crate::classify::Classifier;
+use crate::config::{Config, UpstreamConfig};
+
+/// A cloud upstream with its connection pool.
+pub struct Upstream {
+    pub config: Arc<UpstreamConfig>,
+    pub client: reqwest::Client,
+    /// `cloud:<name>`, the served-by tag.
+    pub tag: Arc<str>,
+    /// The URL that inbound `/v1/...` paths are appended to, without `/v1`.
+    api_root: String,
+}
+
+impl Upstream {
+    pub fn new(config: Arc<UpstreamConfig>) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()?;
+        // OpenAI's convention puts the version in the base URL (".../v1"); Anthropic's SDK
+        // base URL has none. Either way inbound "/v1/x" maps to "<root>/v1/x".
+        let api_root = config.base_url.strip_suffix("/v1").unwrap_or(&config.base_url).to_string();
+        Ok(Upstream { tag: Arc::from(format!("cloud:{}", config.name)), config, client, api_root })
+    }
+
+    /// The upstream URL for an inbound path such as `/v1/chat/completions`.
+    pub fn url_for(&self, path: &str) -> String {
+        let mut s = String::with_capacity(self.api_root.len() + path.len() + 16);
+        s.push_str(&self.api_root);
+        s.push_str(path);
+        s
+    }
+}
+
+pub struct Routing {
+    pub classifier: Classifier,
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Per use case (same index as the classifier's), its upstream if configured.
+    use_case_upstream: Vec<Option<usize>>,
+    default_openai: Option<usize>,
+    default_anthropic: Option<usize>,
+    pub max_body: usize,
+    /// The served-by tag of answers genset gives itself.
+    pub genset_tag: Arc<str>,
+}
+
+impl Routing {
+    pub fn new(cfg: &Config) -> Result<Self, reqwest::Error> {
+        let upstreams = cfg.upstreams.iter().map(|u| Upstream::new(u.clone()).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Routing {
+            classifier: Classifier::new(cfg),
+            upstreams,
+            use_case_upstream: cfg.use_cases.iter().map(|u| u.upstream).collect(),
+            default_openai: cfg.default_openai,
+            default_anthropic: cfg.default_anthropic,
+            max_body: cfg.proxy.max_body,
+            genset_tag: Arc::from("genset"),
+        })
+    }
+
+    /// The upstream for a request: the virtual key's, else the use case's, else the API's default,
+    /// each only if it speaks the request's API.
+    pub fn pick_upstream(&self, flavor: Flavor, use_case: Option<usize>, vk: Option<&VirtualKey>) -> Result<Arc<Upstream>, ApiError> {
+        let speaks = |i: &usize| self.upstreams.get(*i).is_some_and(|u| u.config.api == flavor);
+        let by_key = vk.and_then(|v| v.upstream.as_deref()).and_then(|n| self.upstreams.iter().position(|u| u.config.name == n));
+        let by_use_case = use_case.and_then(|i| self.use_case_upstream.get(i).copied().flatten());
+        let default = match flavor {
+            Flavor::OpenAi => self.default_openai,
+            Flavor::Anthropic => self.default_anthropic,
+        };
+        by_key
+            .filter(speaks)
+            .or(by_use_case.filter(speaks))
+            .or(default)
+            .and_then(|i| self.upstreams.get(i).cloned())
+            .ok_or_else(|| {
+                let api = match flavor {
+                    Flavor::OpenAi => "OpenAI",
+                    Flavor::Anthropic => "Anthropic",
+                };
+                ApiError::new(ErrorKind::UpstreamUnavailable, format!("no upstream is configured for {api}-style requests"))
+                    .with_code("no_upstream")
+            })
+    }
+}
