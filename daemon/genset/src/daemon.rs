@@ -98,8 +98,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         background.clone(),
     ));
 
+    let registry = if cfg.models.is_empty() {
+        genset_engine::EngineRegistry::empty()
+    } else {
+        tracing::info!(models = cfg.models.len(), "loading local models");
+        genset_engine::EngineRegistry::load(&cfg.models, &genset_engine::LoadOptions::default()).await.context("loading local models")?
+    };
+    let local = (!registry.is_empty()).then(|| Arc::new(crate::local_route::LocalRoute { registry: registry.clone() }));
     let routing = Routing::new(&cfg).context("building upstream clients")?;
-    let proxy_state = web::Data::new(ProxyState { routing: ArcSwap::from_pointee(routing), recorder: recorder.clone(), keys: keys.clone() });
+    let proxy_state =
+        web::Data::new(ProxyState { routing: ArcSwap::from_pointee(routing), recorder: recorder.clone(), keys: keys.clone(), local });
 
     let ps = proxy_state.clone();
     let proxy = HttpServer::new(move || App::new().app_data(ps.clone()).configure(crate::proxy::configure))
@@ -127,6 +135,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         config: config.clone(),
         proxy_addr,
         admin_addr,
+        models: registry,
     });
     let admin = HttpServer::new(move || App::new().app_data(admin_state.clone()).configure(crate::admin::configure))
         .workers(1)
@@ -169,6 +178,9 @@ impl Running {
         let old = self.config.load();
         if new.proxy.listen != old.proxy.listen || new.admin.listen != old.admin.listen || new.store.url != old.store.url {
             tracing::warn!("reload: listener addresses and store.url change only on restart");
+        }
+        if format!("{:?}", new.models) != format!("{:?}", old.models) {
+            tracing::warn!("reload: [[models]] changes take effect on restart");
         }
         let routing = Routing::new(&new).context("building upstream clients")?;
         self.proxy_state.routing.store(Arc::new(routing));

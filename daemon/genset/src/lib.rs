@@ -14,6 +14,8 @@ pub mod classify;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod local;
+pub mod local_route;
 pub mod metrics;
 pub mod proxy;
 pub mod record;

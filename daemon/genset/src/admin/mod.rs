@@ -27,6 +27,7 @@ pub struct AdminState {
     pub config: Arc<ArcSwap<Config>>,
     pub proxy_addr: std::net::SocketAddr,
     pub admin_addr: std::net::SocketAddr,
+    pub models: genset_engine::EngineRegistry,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -41,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/keys", web::post().to(create_key))
         .route("/api/v1/keys/{id}", web::delete().to(revoke_key))
         .route("/api/v1/events", web::get().to(events))
+        .route("/api/v1/models", web::get().to(models))
         .default_service(web::to(|req: HttpRequest| async move {
             ApiError::new(ErrorKind::NotFound, format!("unknown admin path {} {}", req.method(), req.path())).render(Flavor::OpenAi)
         }));
@@ -318,6 +320,11 @@ async fn revoke_key(req: HttpRequest, st: web::Data<AdminState>, id: web::Path<S
     } else {
         Err(ApiError::new(ErrorKind::NotFound, format!("no active virtual key {id:?}")).into())
     }
+}
+
+async fn models(req: HttpRequest, st: web::Data<AdminState>) -> Result<HttpResponse> {
+    authorize(&req, &st)?;
+    Ok(HttpResponse::Ok().json(json!({"items": st.models.stats()})))
 }
 
 async fn events(req: HttpRequest, st: web::Data<AdminState>) -> Result<HttpResponse> {

@@ -13,11 +13,7 @@ use std::time::Duration;
 use regex::Regex;
 
 pub use secret::Secret;
-
-// TEMPORARY until genset-engine lands its ModelConfig.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct ModelConfig { pub name: String }
-impl ModelConfig { pub fn validate(&self, _i: usize) -> Result<(), String> { Ok(()) } }
+pub use genset_engine::ModelConfig;
 
 use crate::api::error::Flavor;
 

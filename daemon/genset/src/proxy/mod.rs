@@ -27,6 +27,8 @@ pub struct ProxyState {
     pub routing: ArcSwap<Routing>,
     pub recorder: Recorder,
     pub keys: Arc<KeyBook>,
+    /// Local models, when any are configured.
+    pub local: Option<Arc<crate::local_route::LocalRoute>>,
 }
 
 /// One inbound route.
@@ -198,6 +200,20 @@ async fn handle(req: HttpRequest, payload: web::Payload, state: web::Data<ProxyS
     };
     if let Some(i) = use_case_idx {
         pending.ex.use_case = routing.classifier.name(i).clone();
+    }
+
+    // 5. Local engine, when asked for explicitly.
+    if let Some(local) = &state.local {
+        let by_model = pending.ex.model.as_deref().is_some_and(|m| m.starts_with("local/"));
+        let by_header = header("x-genset-route") == Some("local");
+        if by_model || by_header {
+            return local.serve(&req, ep, flavor, body, pending.ex, started, recorder.clone()).await;
+        }
+    } else if pending.ex.model.as_deref().is_some_and(|m| m.starts_with("local/")) || header("x-genset-route") == Some("local") {
+        return pending.reject(
+            recorder,
+            ApiError::new(ErrorKind::UpstreamUnavailable, "no local models are configured ([[models]])").with_code("no_local_model"),
+        );
     }
 
     // 6. Which upstream.
