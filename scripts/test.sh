@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Run all of genset's tests, from a fresh clone on a fresh Debian 12 machine (as root, or a user
+# with sudo). Idempotent: what is already installed is not installed again.
+#
+#   1. apt packages (only when one is missing: then `apt-get update` + install)
+#   2. Python packages for the SDK tests, in a venv under $GENSET_CACHE/test-venv
+#   3. the test model (provisioning/fetch-test-model.sh) -> GENSET_TEST_MODEL
+#   4. a throwaway PostgreSQL server on loopback, random port -> GENSET_TEST_PG_URL (stopped at exit)
+#   5. cargo build --workspace --all-targets
+#   6. cargo nextest run --workspace --no-fail-fast
+#   7. python -m pytest tests/sdk   (the real gensetd and genset-sim, driven by the openai and anthropic SDKs)
+# Runs both test suites even when the first fails, then exits non-zero if either failed.
+#
+# Environment: CARGO_TARGET_DIR (default ~/.cache/genset/target), GENSET_CACHE (default ~/.cache/genset),
+# GENSET_TEST_ONLY=rust|sdk to run one suite, PYTEST_ADDOPTS for extra pytest arguments,
+# GENSET_TEST_PG_URL to use an existing server instead of starting one.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export GENSET_CACHE=${GENSET_CACHE:-$HOME/.cache/genset}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$GENSET_CACHE/target}
+export PYTHONDONTWRITEBYTECODE=1
+mkdir -p "$GENSET_CACHE"
+
+. scripts/lib.sh
+
+# ---------------------------------------------------------------------------------------------
+say "system packages"
+ensure_apt "${BUILD_APT[@]}" postgresql nginx-light
+
+say "Rust toolchain"
+ensure_rust
+cargo --version >&2
+NEXTEST=1
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest"
+  cargo install --locked cargo-nextest >&2 || { echo "warning: cargo-nextest unavailable, falling back to cargo test" >&2; NEXTEST=0; }
+fi
+
+say "Python packages"
+VENV=$GENSET_CACHE/test-venv
+ensure_venv "$VENV" "openai, anthropic, pytest, pytest_timeout, httpx, psycopg" \
+  openai anthropic pytest pytest-timeout httpx "psycopg[binary]"
+PY=$VENV/bin/python
+
+say "test model"
+GENSET_TEST_MODEL=$(fetch_model "$VENV/bin/pip") && [ -f "$GENSET_TEST_MODEL" ] || die "fetching the test model failed"
+export GENSET_TEST_MODEL
+echo "GENSET_TEST_MODEL=$GENSET_TEST_MODEL" >&2
+
+# ---------------------------------------------------------------------------------------------
+PG_DIR=""
+cleanup() {
+  if [ -n "$PG_DIR" ] && [ -d "$PG_DIR" ]; then
+    $PG_RUN "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -z "${GENSET_TEST_PG_URL:-}" ]; then
+  say "throwaway PostgreSQL"
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -x "$PG_BIN/initdb" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
+  PG_DIR=$(mktemp -d /tmp/genset-pg.XXXXXX)
+  PG_RUN=""
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres:postgres "$PG_DIR"   # initdb refuses to run as root
+    PG_RUN="runuser -u postgres --"
+  fi
+  PG_PW=$("$PY" -c 'import secrets; print(secrets.token_hex(16))')
+  printf '%s\n' "$PG_PW" > "$PG_DIR/pw"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$PG_DIR/pw"
+  chmod 600 "$PG_DIR/pw"
+  $PG_RUN "$PG_BIN/initdb" -D "$PG_DIR/data" -U genset --pwfile="$PG_DIR/pw" -A scram-sha-256 -E UTF8 --no-sync >"$PG_DIR/initdb.log" 2>&1 \
+    || { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
+  started=""
+  for _ in 1 2 3 4 5; do
+    PG_PORT=$(free_port)
+    if $PG_RUN "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+         -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+         start >/dev/null 2>&1; then
+      started=1; break
+    fi
+  done
+  [ -n "$started" ] || { cat "$PG_DIR/server.log" >&2; die "could not start PostgreSQL"; }
+  export GENSET_TEST_PG_URL="postgres://genset:$PG_PW@127.0.0.1:$PG_PORT/postgres"
+  echo "PostgreSQL on 127.0.0.1:$PG_PORT (data in $PG_DIR)" >&2
+fi
+
+# ---------------------------------------------------------------------------------------------
+say "cargo build --workspace --all-targets  (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+if ! cargo build --workspace --all-targets; then
+  die "the build failed"
+fi
+
+rust_rc=skipped
+sdk_rc=skipped
+if [ "${GENSET_TEST_ONLY:-}" != sdk ]; then
+  say "Rust tests"
+  if [ $NEXTEST = 1 ]; then
+    cargo nextest run --workspace --no-fail-fast --no-tests=warn; rust_rc=$?
+  else
+    cargo test --workspace --no-fail-fast; rust_rc=$?
+  fi
+fi
+if [ "${GENSET_TEST_ONLY:-}" != rust ]; then
+  say "SDK integration tests (tests/sdk)"
+  GENSET_BIN_DIR=${GENSET_BIN_DIR:-$CARGO_TARGET_DIR/debug} "$PY" -m pytest tests/sdk -q; sdk_rc=$?
+fi
+
+say "summary: rust tests: $rust_rc, SDK tests: $sdk_rc  (0 = passed)"
+for rc in "$rust_rc" "$sdk_rc"; do
+  if [ "$rc" != skipped ] && [ "$rc" != 0 ]; then exit 1; fi
+done
+exit 0
