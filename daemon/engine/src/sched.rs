@@ -1,0 +1,725 @@
+//! The continuous-batching scheduler: queueing, priorities, admission, cancellation, prefix
+//! reuse and the composition of every batch.
+//!
+//! It drives a model through the small [`Backend`] trait, so it runs (and is tested) without a
+//! model: the llama.cpp backend lives in `crate::llama`, a fake one in the tests below.
+//!
+//! One engine thread owns the backend and loops:
+//! 1. under the lock: expire queued requests past `max_wait`, admit queued requests into free
+//!    slots (highest priority first, FIFO within a priority), or sleep when there is no work;
+//! 2. place each admitted request in the free slot whose cached tokens share the longest prefix
+//!    with its prompt, and drop the rest of that slot's cache;
+//! 3. drop sequences whose [`crate::Generation`] was dropped;
+//! 4. build one batch: one token for every decoding sequence, then prompt chunks (oldest first)
+//!    up to `n_batch`;
+//! 5. decode it, sample every sequence that produced logits, stream text, finish sequences.
+//!
+//! **Architecture Invariant:** a slot's `cache` mirrors exactly the tokens in that sequence's
+//! KV cache (positions `0..cache.len()`); every change to one is made to the other.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::text::{Push, TextStream};
+use crate::{EngineError, FinishReason, GenerateEvent, Generation, ModelTotals, Priority, Usage};
+
+pub(crate) type Token = i32;
+
+/// One token of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchItem {
+    pub token: Token,
+    pub pos: u32,
+    pub slot: usize,
+    /// Whether logits are wanted for this token (the last prompt token, every decode token).
+    pub logits: bool,
+}
+
+/// What the scheduler needs from a model. Slots are llama.cpp sequence ids.
+pub(crate) trait Backend {
+    /// Per-request sampling state, built at submission.
+    type Sampler: Send;
+
+    /// Keep only positions `0..keep` of `slot`'s sequence. `false` when the backend cannot
+    /// remove part of a sequence (the scheduler then clears it).
+    fn truncate(&mut self, slot: usize, keep: usize) -> bool;
+    /// Remove all of `slot`'s sequence.
+    fn clear(&mut self, slot: usize);
+    fn decode(&mut self, batch: &[BatchItem]) -> Result<(), String>;
+    /// Sample (and accept) the next token from the logits of batch entry `batch_index`.
+    fn sample(&mut self, sampler: &mut Self::Sampler, batch_index: usize) -> Result<Token, String>;
+    /// Append the bytes of `token` to `out`.
+    fn piece(&self, token: Token, out: &mut Vec<u8>);
+    fn is_eog(&self, token: Token) -> bool;
+    /// Pooled, normalized embeddings of each input.
+    fn embed(&mut self, inputs: &[Vec<Token>]) -> Result<Vec<Vec<f32>>, EngineError>;
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SchedConfig {
+    pub slots: usize,
+    pub n_batch: usize,
+    /// Tokens per sequence.
+    pub context: usize,
+    pub max_queue: usize,
+    pub max_wait: Duration,
+}
+
+/// A tokenized request, ready to queue.
+pub(crate) struct JobSpec<S> {
+    pub tokens: Vec<Token>,
+    pub max_tokens: Option<u32>,
+    pub stops: Vec<String>,
+    pub sampler: S,
+    pub priority: Priority,
+}
+
+struct Job<S> {
+    tokens: Vec<Token>,
+    max_tokens: usize,
+    stops: Vec<String>,
+    sampler: S,
+    priority: Priority,
+    enqueued: Instant,
+    tx: mpsc::UnboundedSender<GenerateEvent>,
+}
+
+struct EmbedJob {
+    inputs: Vec<Vec<Token>>,
+    tx: oneshot::Sender<Result<Vec<Vec<f32>>, EngineError>>,
+}
+
+const PRIORITIES: [Priority; 3] = [Priority::Live, Priority::Drill, Priority::Evaluation];
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+struct Step {
+    start: Instant,
+    end: Instant,
+    decode: u32,
+    prompt: u32,
+}
+
+struct State<S> {
+    /// One FIFO per priority, indexed by `Priority as usize`.
+    queues: [VecDeque<Job<S>>; 3],
+    embeds: VecDeque<EmbedJob>,
+    shutdown: bool,
+    dead: Option<String>,
+    /// Slots with a sequence (set by the engine thread).
+    active: usize,
+    /// Slots holding cached tokens.
+    used: usize,
+    totals: ModelTotals,
+    steps: VecDeque<Step>,
+    /// Moving average of request durations, for Retry-After.
+    avg_request_secs: f64,
+}
+
+impl<S> State<S> {
+    fn queued(&self) -> usize {
+        self.queues.iter().map(VecDeque::len).sum()
+    }
+
+    fn pop(&mut self) -> Option<Job<S>> {
+        PRIORITIES.iter().find_map(|p| self.queues[*p as usize].pop_front())
+    }
+
+    fn retry_after(&self, slots: usize) -> Duration {
+        let per_slot = self.avg_request_secs.max(1.0) * (self.queued() as f64 + 1.0) / slots.max(1) as f64;
+        Duration::from_secs(per_slot.ceil().clamp(1.0, 60.0) as u64)
+    }
+
+    fn rates(&self, now: Instant) -> (f64, f64) {
+        let recent = self.steps.iter().filter(|s| now.duration_since(s.end) <= RATE_WINDOW);
+        let (mut start, mut decode, mut prompt) = (now, 0u64, 0u64);
+        for s in recent {
+            start = start.min(s.start);
+            decode += u64::from(s.decode);
+            prompt += u64::from(s.prompt);
+        }
+        let span = now.duration_since(start).as_secs_f64();
+        if span <= 0.0 {
+            return (0.0, 0.0);
+        }
+        (decode as f64 / span, prompt as f64 / span)
+    }
+}
+
+struct Shared<S> {
+    cfg: SchedConfig,
+    state: Mutex<State<S>>,
+    wake: Condvar,
+}
+
+/// What [`Handle::snapshot`] reports.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Snapshot {
+    pub active_slots: usize,
+    pub used_slots: usize,
+    pub queue_depth: usize,
+    pub decode_tps: f64,
+    pub prompt_tps: f64,
+    pub totals: ModelTotals,
+}
+
+/// The submitting side of a scheduler; cheap to clone.
+pub(crate) struct Handle<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for Handle<S> {
+    fn clone(&self) -> Self {
+        Handle { shared: self.shared.clone() }
+    }
+}
+
+impl<S: Send> Handle<S> {
+    pub(crate) fn config(&self) -> &SchedConfig {
+        &self.shared.cfg
+    }
+
+    /// Refuse a prompt of `n_prompt` tokens that cannot fit (counted as a rejected request).
+    pub(crate) fn admission_check(&self, n_prompt: usize) -> Result<(), EngineError> {
+        if n_prompt == 0 {
+            return Err(EngineError::InvalidRequest("the prompt is empty".into()));
+        }
+        let context = self.shared.cfg.context;
+        if n_prompt >= context {
+            let mut st = self.shared.state.lock();
+            st.totals.requests += 1;
+            st.totals.rejected += 1;
+            return Err(EngineError::ContextTooLong { prompt_tokens: n_prompt, context });
+        }
+        Ok(())
+    }
+
+    /// Queue a request, or refuse it now.
+    pub(crate) fn submit(&self, spec: JobSpec<S>) -> Result<Generation, EngineError> {
+        let cfg = &self.shared.cfg;
+        let n_prompt = spec.tokens.len();
+        self.admission_check(n_prompt)?;
+        if spec.max_tokens == Some(0) {
+            return Err(EngineError::InvalidRequest("max_tokens must be at least 1".into()));
+        }
+        let room = cfg.context - n_prompt;
+        let max_tokens = spec.max_tokens.map_or(room, |m| (m as usize).min(room));
+        let (tx, generation) = Generation::channel();
+        let job = Job {
+            tokens: spec.tokens,
+            max_tokens,
+            stops: spec.stops,
+            sampler: spec.sampler,
+            priority: spec.priority,
+            enqueued: Instant::now(),
+            tx,
+        };
+        let mut st = self.shared.state.lock();
+        if let Some(why) = &st.dead {
+            return Err(EngineError::Unavailable(why.clone()));
+        }
+        st.totals.requests += 1;
+        let capacity = cfg.max_queue + cfg.slots.saturating_sub(st.active);
+        if st.queued() >= capacity {
+            // Make room by evicting the newest request of a lower priority, if any.
+            let victim = PRIORITIES
+                .iter()
+                .rev()
+                .filter(|p| **p < job.priority)
+                .find_map(|p| st.queues[*p as usize].pop_back());
+            let retry_after = st.retry_after(cfg.slots);
+            st.totals.rejected += 1;
+            match victim {
+                Some(v) => {
+                    let _ = v.tx.send(GenerateEvent::Error(EngineError::Overloaded { retry_after }));
+                }
+                None => return Err(EngineError::Overloaded { retry_after }),
+            }
+        }
+        st.queues[job.priority as usize].push_back(job);
+        drop(st);
+        self.shared.wake.notify_one();
+        Ok(generation)
+    }
+
+    pub(crate) fn embed(&self, inputs: Vec<Vec<Token>>) -> oneshot::Receiver<Result<Vec<Vec<f32>>, EngineError>> {
+        let (tx, rx) = oneshot::channel();
+        let mut st = self.shared.state.lock();
+        if let Some(why) = &st.dead {
+            let _ = tx.send(Err(EngineError::Unavailable(why.clone())));
+        } else {
+            st.embeds.push_back(EmbedJob { inputs, tx });
+        }
+        drop(st);
+        self.shared.wake.notify_one();
+        rx
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let st = self.shared.state.lock();
+        let (decode_tps, prompt_tps) = st.rates(Instant::now());
+        Snapshot {
+            active_slots: st.active,
+            used_slots: st.used,
+            queue_depth: st.queued(),
+            decode_tps,
+            prompt_tps,
+            totals: st.totals.clone(),
+        }
+    }
+
+    /// Ask the engine thread to stop: queued and running requests get an error.
+    pub(crate) fn shutdown(&self) {
+        self.shared.state.lock().shutdown = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+/// The engine-thread side: owns nothing but the shared state until [`Runner::run`] gets a
+/// backend.
+pub(crate) struct Runner<S> {
+    shared: Arc<Shared<S>>,
+}
+
+/// A new scheduler: the handle for submitters and the runner for the engine thread.
+pub(crate) fn new<S>(cfg: SchedConfig) -> (Handle<S>, Runner<S>) {
+    let shared = Arc::new(Shared {
+        cfg,
+        state: Mutex::new(State {
+            queues: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
+            embeds: VecDeque::new(),
+            shutdown: false,
+            dead: None,
+            active: 0,
+            used: 0,
+            totals: ModelTotals::default(),
+            steps: VecDeque::new(),
+            avg_request_secs: 0.0,
+        }),
+        wake: Condvar::new(),
+    });
+    (Handle { shared: shared.clone() }, Runner { shared })
+}
+
+/// Marks the scheduler dead and fails everything queued when the engine thread ends, by return
+/// or by panic.
+struct DeadGuard<'a, S>(&'a Shared<S>);
+
+impl<S> Drop for DeadGuard<'_, S> {
+    fn drop(&mut self) {
+        let mut st = self.0.state.lock();
+        let why = if std::thread::panicking() {
+            "the engine thread failed".to_string()
+        } else {
+            "the engine has shut down".to_string()
+        };
+        st.dead = Some(why.clone());
+        st.active = 0;
+        for q in &mut st.queues {
+            for job in q.drain(..) {
+                let _ = job.tx.send(GenerateEvent::Error(EngineError::Unavailable(why.clone())));
+            }
+        }
+        for e in st.embeds.drain(..) {
+            let _ = e.tx.send(Err(EngineError::Unavailable(why.clone())));
+        }
+    }
+}
+
+struct Seq<S> {
+    tokens: Vec<Token>,
+    /// Index of the next prompt token to feed.
+    next_prompt: usize,
+    /// A sampled token to feed at the next step.
+    pending: Option<Token>,
+    generated: usize,
+    max_tokens: usize,
+    cached_tokens: usize,
+    sampler: S,
+    text: TextStream,
+    tx: mpsc::UnboundedSender<GenerateEvent>,
+    admitted: u64,
+    started: Instant,
+}
+
+impl<S> Seq<S> {
+    fn usage(&self) -> Usage {
+        Usage { prompt_tokens: self.tokens.len(), cached_tokens: self.cached_tokens, completion_tokens: self.generated }
+    }
+}
+
+struct Slot<S> {
+    /// Tokens in this sequence's KV cache, in position order.
+    cache: Vec<Token>,
+    seq: Option<Seq<S>>,
+    last_used: u64,
+}
+
+/// Length of the common prefix of two token lists.
+pub(crate) fn common_prefix(a: &[Token], b: &[Token]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The free slot to place `tokens` in: the longest cached prefix, then the least recently used,
+/// then the lowest index.
+fn choose_slot<S>(slots: &[Slot<S>], tokens: &[Token]) -> Option<(usize, usize)> {
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.seq.is_none())
+        .map(|(i, s)| (i, common_prefix(&s.cache, tokens), s.last_used))
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)).then(b.0.cmp(&a.0)))
+        .map(|(i, lcp, _)| (i, lcp))
+}
+
+enum Outcome {
+    Continue,
+    Finish(FinishReason),
+    Cancelled,
+}
+
+#[derive(Default)]
+struct StepTotals {
+    completed: u64,
+    cancelled: u64,
+    failed: u64,
+    timed_out: u64,
+    prompt_tokens: u64,
+    cached_tokens: u64,
+    completion_tokens: u64,
+    durations: Vec<f64>,
+}
+
+impl<S: Send> Runner<S> {
+    /// Run the loop on the calling (engine) thread until shutdown.
+    pub(crate) fn run<B: Backend<Sampler = S>>(self, mut backend: B) {
+        let shared = &*self.shared;
+        let _guard = DeadGuard(shared);
+        let cfg = shared.cfg.clone();
+        let mut slots: Vec<Slot<S>> =
+            (0..cfg.slots).map(|_| Slot { cache: Vec::new(), seq: None, last_used: 0 }).collect();
+        let mut tick: u64 = 0;
+        let mut batch: Vec<BatchItem> = Vec::with_capacity(cfg.n_batch);
+        let mut outputs: Vec<(usize, usize)> = Vec::with_capacity(cfg.slots);
+        let mut piece = Vec::with_capacity(32);
+        let mut t = StepTotals::default();
+        let mut prof = Profile::default();
+
+        loop {
+            tick += 1;
+            let mut admitted: Vec<Job<S>> = Vec::new();
+            let embed_job = {
+                let mut st = shared.state.lock();
+                // Fold the last step's counters in.
+                fold_totals(&mut st, &mut t);
+                loop {
+                    if st.shutdown {
+                        for slot in &mut slots {
+                            if let Some(seq) = slot.seq.take() {
+                                let _ = seq.tx.send(GenerateEvent::Error(EngineError::Unavailable(
+                                    "the engine is shutting down".into(),
+                                )));
+                            }
+                        }
+                        return;
+                    }
+                    // Drop queued requests nobody waits for; expire those that waited too long.
+                    let now = Instant::now();
+                    for q in &mut st.queues {
+                        q.retain(|job| {
+                            if job.tx.is_closed() {
+                                t.cancelled += 1;
+                                return false;
+                            }
+                            let waited = now.duration_since(job.enqueued);
+                            if waited < cfg.max_wait {
+                                return true;
+                            }
+                            let _ = job.tx.send(GenerateEvent::Error(EngineError::QueueTimeout {
+                                waited,
+                                retry_after: Duration::from_secs(1),
+                            }));
+                            t.timed_out += 1;
+                            false
+                        });
+                    }
+                    let active = slots.iter().filter(|s| s.seq.is_some()).count();
+                    let free = cfg.slots - active;
+                    while admitted.len() < free {
+                        match st.pop() {
+                            Some(job) if job.tx.is_closed() => t.cancelled += 1,
+                            Some(job) => admitted.push(job),
+                            None => break,
+                        }
+                    }
+                    st.active = active + admitted.len();
+                    let embed_job = st.embeds.pop_front();
+                    if st.active > 0 || embed_job.is_some() {
+                        break embed_job;
+                    }
+                    fold_totals(&mut st, &mut t);
+                    st.used = slots.iter().filter(|s| !s.cache.is_empty()).count();
+                    shared.wake.wait(&mut st);
+                }
+            };
+
+            // Place admitted requests, reusing the longest cached prefix.
+            for job in admitted {
+                let Some((i, lcp)) = choose_slot(&slots, &job.tokens) else {
+                    // Cannot happen: we admitted at most the free slots. Fail loudly, not silently.
+                    let _ = job.tx.send(GenerateEvent::Error(EngineError::Internal("no free slot".into())));
+                    t.failed += 1;
+                    continue;
+                };
+                let slot = &mut slots[i];
+                let n_prompt = job.tokens.len();
+                // At least the last prompt token is recomputed, to get its logits.
+                let mut keep = lcp.min(n_prompt - 1);
+                if keep < slot.cache.len() {
+                    if !backend.truncate(i, keep) {
+                        backend.clear(i);
+                        keep = 0;
+                    }
+                    slot.cache.truncate(keep);
+                }
+                slot.last_used = tick;
+                let started = GenerateEvent::Started { prompt_tokens: n_prompt, cached_tokens: keep };
+                if job.tx.send(started).is_err() {
+                    t.cancelled += 1;
+                    continue;
+                }
+                t.prompt_tokens += n_prompt as u64;
+                t.cached_tokens += keep as u64;
+                slot.seq = Some(Seq {
+                    next_prompt: keep,
+                    tokens: job.tokens,
+                    pending: None,
+                    generated: 0,
+                    max_tokens: job.max_tokens,
+                    cached_tokens: keep,
+                    sampler: job.sampler,
+                    text: TextStream::new(job.stops),
+                    tx: job.tx,
+                    admitted: tick,
+                    started: job.enqueued,
+                });
+            }
+
+            if let Some(job) = embed_job {
+                let _ = job.tx.send(backend.embed(&job.inputs));
+            }
+
+            // Drop sequences nobody listens to any more; their KV stays as prefix cache.
+            for slot in &mut slots {
+                if slot.seq.as_ref().is_some_and(|s| s.tx.is_closed()) {
+                    slot.seq = None;
+                    t.cancelled += 1;
+                }
+            }
+
+            // Compose the batch: decode tokens first, then prompt chunks, oldest first.
+            batch.clear();
+            outputs.clear();
+            for (i, slot) in slots.iter().enumerate() {
+                if let Some(tok) = slot.seq.as_ref().and_then(|s| s.pending) {
+                    if batch.len() == cfg.n_batch {
+                        break;
+                    }
+                    outputs.push((i, batch.len()));
+                    batch.push(BatchItem { token: tok, pos: slot.cache.len() as u32, slot: i, logits: true });
+                }
+            }
+            let n_decode = batch.len();
+            let mut prompting: Vec<(u64, usize)> = slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.seq.as_ref().filter(|q| q.next_prompt < q.tokens.len()).map(|q| (q.admitted, i)))
+                .collect();
+            prompting.sort_unstable();
+            for (_, i) in prompting {
+                let room = cfg.n_batch - batch.len();
+                if room == 0 {
+                    break;
+                }
+                let slot = &slots[i];
+                let Some(seq) = slot.seq.as_ref() else { continue };
+                let n = (seq.tokens.len() - seq.next_prompt).min(room);
+                for k in 0..n {
+                    let p = seq.next_prompt + k;
+                    let last = p + 1 == seq.tokens.len();
+                    if last {
+                        outputs.push((i, batch.len()));
+                    }
+                    batch.push(BatchItem {
+                        token: seq.tokens[p],
+                        pos: (slot.cache.len() + k) as u32,
+                        slot: i,
+                        logits: last,
+                    });
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+
+            let step_start = Instant::now();
+            if let Err(msg) = backend.decode(&batch) {
+                tracing::error!(error = %msg, tokens = batch.len(), "llama.cpp decode failed");
+                let mut involved: Vec<usize> = batch.iter().map(|b| b.slot).collect();
+                involved.sort_unstable();
+                involved.dedup();
+                for i in involved {
+                    if let Some(seq) = slots[i].seq.take() {
+                        let _ = seq.tx.send(GenerateEvent::Error(EngineError::Internal(format!("decode failed: {msg}"))));
+                        t.failed += 1;
+                    }
+                    backend.clear(i);
+                    slots[i].cache.clear();
+                }
+                continue;
+            }
+            for item in &batch {
+                let slot = &mut slots[item.slot];
+                slot.cache.push(item.token);
+                if let Some(seq) = slot.seq.as_mut()
+                    && seq.pending.take().is_none()
+                {
+                    seq.next_prompt += 1;
+                }
+            }
+
+            let decoded_at = Instant::now();
+            for &(i, bi) in &outputs {
+                let slot = &mut slots[i];
+                let Some(seq) = slot.seq.as_mut() else { continue };
+                let outcome = match backend.sample(&mut seq.sampler, bi) {
+                    Err(msg) => {
+                        let _ = seq.tx.send(GenerateEvent::Error(EngineError::Internal(format!("sampling failed: {msg}"))));
+                        slot.seq = None;
+                        t.failed += 1;
+                        continue;
+                    }
+                    Ok(tok) => {
+                        seq.generated += 1;
+                        t.completion_tokens += 1;
+                        step_token(&backend, seq, tok, &mut piece)
+                    }
+                };
+                match outcome {
+                    Outcome::Continue => {}
+                    Outcome::Cancelled => {
+                        slot.seq = None;
+                        t.cancelled += 1;
+                    }
+                    Outcome::Finish(finish) => {
+                        if let Some(seq) = slot.seq.take() {
+                            let _ = seq.tx.send(GenerateEvent::Done { finish, usage: seq.usage() });
+                            t.completed += 1;
+                            t.durations.push(seq.started.elapsed().as_secs_f64());
+                        }
+                        slot.last_used = tick;
+                    }
+                }
+            }
+
+            let now = Instant::now();
+            prof.record(step_start, decoded_at, now, n_decode, batch.len() - n_decode);
+            let mut st = shared.state.lock();
+            st.steps.push_back(Step {
+                start: step_start,
+                end: now,
+                decode: n_decode as u32,
+                prompt: (batch.len() - n_decode) as u32,
+            });
+            while st.steps.front().is_some_and(|s| now.duration_since(s.end) > RATE_WINDOW) {
+                st.steps.pop_front();
+            }
+            st.active = slots.iter().filter(|s| s.seq.is_some()).count();
+            st.used = slots.iter().filter(|s| !s.cache.is_empty()).count();
+        }
+    }
+}
+
+/// Where the engine thread's time goes, logged at debug level every few hundred steps: the
+/// share outside llama.cpp's decode is the scheduler's and sampler's overhead.
+#[derive(Default)]
+struct Profile {
+    steps: u32,
+    decode: Duration,
+    sample: Duration,
+    decode_tokens: usize,
+    prompt_tokens: usize,
+}
+
+impl Profile {
+    const EVERY: u32 = 256;
+
+    fn record(&mut self, start: Instant, decoded: Instant, end: Instant, decode_tokens: usize, prompt_tokens: usize) {
+        self.steps += 1;
+        self.decode += decoded.duration_since(start);
+        self.sample += end.duration_since(decoded);
+        self.decode_tokens += decode_tokens;
+        self.prompt_tokens += prompt_tokens;
+        if self.steps == Self::EVERY {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0 / f64::from(self.steps);
+            tracing::debug!(
+                steps = self.steps,
+                decode_ms_per_step = ms(self.decode),
+                sample_ms_per_step = ms(self.sample),
+                decode_tokens = self.decode_tokens,
+                prompt_tokens = self.prompt_tokens,
+                "engine step profile"
+            );
+            *self = Profile::default();
+        }
+    }
+}
+
+fn fold_totals<S>(st: &mut State<S>, t: &mut StepTotals) {
+    let tot = &mut st.totals;
+    tot.completed += t.completed;
+    tot.cancelled += t.cancelled;
+    tot.failed += t.failed;
+    tot.timed_out += t.timed_out;
+    tot.prompt_tokens += t.prompt_tokens;
+    tot.cached_tokens += t.cached_tokens;
+    tot.completion_tokens += t.completion_tokens;
+    for d in t.durations.drain(..) {
+        st.avg_request_secs = if st.avg_request_secs == 0.0 { d } else { 0.8 * st.avg_request_secs + 0.2 * d };
+    }
+    *t = StepTotals::default();
+}
+
+/// Handle one sampled token of `seq`: stream its text and decide whether the sequence ends.
+fn step_token<B: Backend>(backend: &B, seq: &mut Seq<B::Sampler>, tok: Token, piece: &mut Vec<u8>) -> Outcome {
+    let (mut emit, mut finish) = if backend.is_eog(tok) {
+        (seq.text.finish(), Some(FinishReason::Stop))
+    } else {
+        piece.clear();
+        backend.piece(tok, piece);
+        match seq.text.push(piece) {
+            Push::Emit(s) => (s, None),
+            Push::Stopped { emit, stop } => (emit, Some(FinishReason::StopSequence(stop))),
+        }
+    };
+    if finish.is_none() && seq.generated >= seq.max_tokens {
+        emit.push_str(&seq.text.finish());
+        finish = Some(FinishReason::Length);
+    }
+    if !emit.is_empty() && seq.tx.send(GenerateEvent::Text(emit)).is_err() {
+        return Outcome::Cancelled;
+    }
+    match finish {
+        Some(f) => Outcome::Finish(f),
+        None => {
+            seq.pending = Some(tok);
+            Outcome::Continue
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,457 @@
+//! Scheduler tests against a fake model: no llama.cpp involved.
+
+use std::collections::HashMap;
+use std::thread::JoinHandle;
+
+use super::*;
+use crate::{Completion, GenerateEvent};
+
+const EOG: Token = 0;
+
+/// Pauses the fake's `decode` while set, so tests can line requests up deterministically.
+#[derive(Default)]
+struct Gate {
+    paused: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Gate {
+    fn set(&self, paused: bool) {
+        *self.paused.lock() = paused;
+        self.cv.notify_all();
+    }
+    fn wait(&self) {
+        let mut p = self.paused.lock();
+        while *p {
+            self.cv.wait(&mut p);
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+struct Log {
+    batches: Arc<Mutex<Vec<Vec<BatchItem>>>>,
+    truncates: Arc<Mutex<Vec<(usize, usize)>>>,
+}
+
+struct Fake {
+    log: Log,
+    gate: Arc<Gate>,
+    step_delay: Duration,
+    pieces: HashMap<Token, Vec<u8>>,
+    /// Tokens (by position in the batch) that make `decode` panic.
+    panic_on: Option<Token>,
+    fail_on: Option<Token>,
+}
+
+/// Emits `script`, then counts up from its last token; `EOG` ends the turn.
+struct FakeSampler {
+    script: Vec<Token>,
+    n: usize,
+}
+
+impl FakeSampler {
+    fn counting() -> Self {
+        FakeSampler { script: vec![100], n: 0 }
+    }
+    fn script(tokens: &[Token]) -> Self {
+        FakeSampler { script: tokens.to_vec(), n: 0 }
+    }
+}
+
+impl Backend for Fake {
+    type Sampler = FakeSampler;
+
+    fn truncate(&mut self, slot: usize, keep: usize) -> bool {
+        self.log.truncates.lock().push((slot, keep));
+        true
+    }
+    fn clear(&mut self, _slot: usize) {}
+    fn decode(&mut self, batch: &[BatchItem]) -> Result<(), String> {
+        self.gate.wait();
+        if batch.iter().any(|b| Some(b.token) == self.panic_on) {
+            panic!("fake model blew up");
+        }
+        if batch.iter().any(|b| Some(b.token) == self.fail_on) {
+            return Err("fake decode failure".into());
+        }
+        self.log.batches.lock().push(batch.to_vec());
+        if !self.step_delay.is_zero() {
+            std::thread::sleep(self.step_delay);
+        }
+        Ok(())
+    }
+    fn sample(&mut self, s: &mut FakeSampler, _batch_index: usize) -> Result<Token, String> {
+        let tok = match s.script.get(s.n) {
+            Some(t) => *t,
+            None => s.script.last().copied().unwrap_or(100) + (s.n - s.script.len()) as Token + 1,
+        };
+        s.n += 1;
+        Ok(tok)
+    }
+    fn piece(&self, token: Token, out: &mut Vec<u8>) {
+        match self.pieces.get(&token) {
+            Some(p) => out.extend_from_slice(p),
+            None => out.extend_from_slice(format!("t{token} ").as_bytes()),
+        }
+    }
+    fn is_eog(&self, token: Token) -> bool {
+        token == EOG
+    }
+    fn embed(&mut self, inputs: &[Vec<Token>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        Ok(inputs.iter().map(|t| vec![t.len() as f32, 1.0]).collect())
+    }
+}
+
+struct Harness {
+    handle: Handle<FakeSampler>,
+    gate: Arc<Gate>,
+    log: Log,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.gate.set(false);
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn cfg(slots: usize) -> SchedConfig {
+    SchedConfig { slots, n_batch: 64, context: 256, max_queue: 16, max_wait: Duration::from_secs(30) }
+}
+
+fn start(cfg: SchedConfig, tweak: impl FnOnce(&mut Fake)) -> Harness {
+    let gate = Arc::new(Gate::default());
+    let log = Log::default();
+    let mut fake = Fake {
+        log: log.clone(),
+        gate: gate.clone(),
+        step_delay: Duration::ZERO,
+        pieces: HashMap::new(),
+        panic_on: None,
+        fail_on: None,
+    };
+    tweak(&mut fake);
+    let (handle, runner) = new::<FakeSampler>(cfg);
+    let thread = std::thread::spawn(move || runner.run(fake));
+    Harness { handle, gate, log, thread: Some(thread) }
+}
+
+fn job(tokens: Vec<Token>, max_tokens: u32, sampler: FakeSampler) -> JobSpec<FakeSampler> {
+    JobSpec { tokens, max_tokens: Some(max_tokens), stops: vec![], sampler, priority: Priority::Live }
+}
+
+fn prio(mut j: JobSpec<FakeSampler>, p: Priority) -> JobSpec<FakeSampler> {
+    j.priority = p;
+    j
+}
+
+async fn started(g: &mut Generation) -> (usize, usize) {
+    match g.next().await {
+        Some(GenerateEvent::Started { prompt_tokens, cached_tokens }) => (prompt_tokens, cached_tokens),
+        other => panic!("expected Started, got {other:?}"),
+    }
+}
+
+/// The order in which prompts (identified by their first token) first entered a batch.
+fn prompt_order(log: &Log) -> Vec<Token> {
+    let mut seen = Vec::new();
+    for b in log.batches.lock().iter() {
+        for item in b {
+            if item.pos == 0 && !seen.contains(&item.token) {
+                seen.push(item.token);
+            }
+        }
+    }
+    seen
+}
+
+async fn wait_until(mut f: impl FnMut() -> bool) {
+    for _ in 0..2000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("condition not reached in time");
+}
+
+#[tokio::test]
+async fn generates_with_usage_and_length() {
+    let h = start(cfg(2), |_| {});
+    let g = h.handle.submit(job(vec![1, 2, 3], 5, FakeSampler::counting())).unwrap();
+    let c: Completion = g.collect().await.unwrap();
+    assert_eq!(c.finish, FinishReason::Length);
+    assert_eq!(c.usage, Usage { prompt_tokens: 3, cached_tokens: 0, completion_tokens: 5 });
+    assert_eq!(c.text, "t100 t101 t102 t103 t104 ");
+    wait_until(|| {
+        let t = h.handle.snapshot().totals;
+        t.completed == 1 && t.completion_tokens == 5 && t.prompt_tokens == 3
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn eog_stops_and_stop_sequences_are_honoured() {
+    let h = start(cfg(1), |f| {
+        f.pieces.insert(7, b"hello ".to_vec());
+        f.pieces.insert(8, b"wor".to_vec());
+        f.pieces.insert(9, b"ld!".to_vec());
+    });
+    let c = h.handle.submit(job(vec![1], 50, FakeSampler::script(&[7, 8, EOG]))).unwrap().collect().await.unwrap();
+    assert_eq!(c.finish, FinishReason::Stop);
+    assert_eq!(c.text, "hello wor");
+    assert_eq!(c.usage.completion_tokens, 3);
+
+    let mut j = job(vec![1], 50, FakeSampler::script(&[7, 8, 9, 7]));
+    j.stops = vec!["world".into()];
+    let c = h.handle.submit(j).unwrap().collect().await.unwrap();
+    assert_eq!(c.finish, FinishReason::StopSequence("world".into()));
+    assert_eq!(c.text, "hello ");
+}
+
+#[tokio::test]
+async fn context_and_max_tokens_admission() {
+    let h = start(cfg(1), |_| {});
+    let long: Vec<Token> = (1..=256).collect();
+    match h.handle.submit(job(long, 5, FakeSampler::counting())) {
+        Err(EngineError::ContextTooLong { prompt_tokens: 256, context: 256 }) => {}
+        other => panic!("expected ContextTooLong, got {other:?}"),
+    }
+    assert!(matches!(
+        h.handle.submit(job(vec![], 5, FakeSampler::counting())),
+        Err(EngineError::InvalidRequest(_))
+    ));
+    // max_tokens is clamped to what the context has left.
+    let prompt: Vec<Token> = (1..=250).collect();
+    let c = h.handle.submit(job(prompt, 1000, FakeSampler::counting())).unwrap().collect().await.unwrap();
+    assert_eq!(c.finish, FinishReason::Length);
+    assert_eq!(c.usage.completion_tokens, 6);
+}
+
+#[tokio::test]
+async fn priority_order_live_before_drill_before_evaluation() {
+    let h = start(cfg(1), |_| {});
+    h.gate.set(true);
+    let mut first = h.handle.submit(job(vec![1], 3, FakeSampler::counting())).unwrap();
+    started(&mut first).await;
+    // The engine is now stuck in decode for request 1; line up the others.
+    let e = h.handle.submit(prio(job(vec![2], 2, FakeSampler::counting()), Priority::Evaluation)).unwrap();
+    let d = h.handle.submit(prio(job(vec![3], 2, FakeSampler::counting()), Priority::Drill)).unwrap();
+    let l = h.handle.submit(prio(job(vec![4], 2, FakeSampler::counting()), Priority::Live)).unwrap();
+    let l2 = h.handle.submit(prio(job(vec![5], 2, FakeSampler::counting()), Priority::Live)).unwrap();
+    assert_eq!(h.handle.snapshot().queue_depth, 4);
+    h.gate.set(false);
+    for g in [first, e, d, l, l2] {
+        g.collect().await.unwrap();
+    }
+    assert_eq!(prompt_order(&h.log), vec![1, 4, 5, 3, 2]);
+}
+
+#[tokio::test]
+async fn full_queue_is_overloaded_and_live_evicts_lower_priority() {
+    let mut c = cfg(1);
+    c.max_queue = 2;
+    let h = start(c, |_| {});
+    h.gate.set(true);
+    let mut first = h.handle.submit(job(vec![1], 2, FakeSampler::counting())).unwrap();
+    started(&mut first).await;
+    let q1 = h.handle.submit(prio(job(vec![2], 2, FakeSampler::counting()), Priority::Evaluation)).unwrap();
+    let q2 = h.handle.submit(prio(job(vec![3], 2, FakeSampler::counting()), Priority::Live)).unwrap();
+    // Full: another evaluation request is refused outright...
+    match h.handle.submit(prio(job(vec![4], 2, FakeSampler::counting()), Priority::Evaluation)) {
+        Err(EngineError::Overloaded { retry_after }) => assert!(retry_after >= Duration::from_secs(1)),
+        other => panic!("expected Overloaded, got {other:?}"),
+    }
+    // ...but a live one takes the evaluation request's place.
+    let q3 = h.handle.submit(job(vec![5], 2, FakeSampler::counting())).unwrap();
+    h.gate.set(false);
+    assert!(matches!(q1.collect().await, Err(EngineError::Overloaded { .. })));
+    first.collect().await.unwrap();
+    q2.collect().await.unwrap();
+    q3.collect().await.unwrap();
+    assert_eq!(h.handle.snapshot().totals.rejected, 2);
+    wait_until(|| h.handle.snapshot().totals.completed == 3).await;
+}
+
+#[tokio::test]
+async fn max_wait_times_out_queued_requests() {
+    let mut c = cfg(1);
+    c.max_wait = Duration::from_millis(50);
+    let h = start(c, |f| f.step_delay = Duration::from_millis(5));
+    let mut long = h.handle.submit(job(vec![1], 100, FakeSampler::counting())).unwrap();
+    started(&mut long).await;
+    let waiting = h.handle.submit(job(vec![2], 2, FakeSampler::counting())).unwrap();
+    match waiting.collect().await {
+        Err(EngineError::QueueTimeout { waited, .. }) => assert!(waited >= Duration::from_millis(50)),
+        other => panic!("expected QueueTimeout, got {other:?}"),
+    }
+    drop(long);
+    wait_until(|| h.handle.snapshot().totals.timed_out == 1).await;
+}
+
+#[tokio::test]
+async fn dropping_a_generation_frees_its_slot() {
+    let h = start(cfg(1), |f| f.step_delay = Duration::from_millis(1));
+    let mut long = h.handle.submit(job(vec![1], 10_000, FakeSampler::counting())).unwrap();
+    started(&mut long).await;
+    assert!(matches!(long.next().await, Some(GenerateEvent::Text(_))));
+    let next = h.handle.submit(job(vec![2], 3, FakeSampler::counting())).unwrap();
+    assert_eq!(h.handle.snapshot().active_slots, 1);
+    drop(long);
+    let c = next.collect().await.unwrap();
+    assert_eq!(c.usage.completion_tokens, 3);
+    wait_until(|| h.handle.snapshot().totals.cancelled == 1).await;
+    wait_until(|| h.handle.snapshot().active_slots == 0).await;
+}
+
+#[tokio::test]
+async fn requests_join_a_running_batch() {
+    let h = start(cfg(4), |f| f.step_delay = Duration::from_millis(2));
+    let mut a = h.handle.submit(job(vec![1, 1, 1], 200, FakeSampler::counting())).unwrap();
+    started(&mut a).await;
+    assert!(matches!(a.next().await, Some(GenerateEvent::Text(_))));
+    let b = h.handle.submit(job(vec![2, 2, 2, 2], 3, FakeSampler::counting())).unwrap();
+    b.collect().await.unwrap();
+    drop(a);
+    // Some batch mixed a decode token of A (slot 0) with B's whole prompt (slot 1).
+    let batches = h.log.batches.lock();
+    let mixed = batches.iter().find(|b| b.iter().any(|i| i.token == 2)).unwrap();
+    assert!(mixed.iter().any(|i| i.slot != mixed.last().unwrap().slot && i.logits), "{mixed:?}");
+    assert_eq!(mixed.iter().filter(|i| i.token == 2).count(), 4);
+    // Only the last prompt token asks for logits.
+    assert_eq!(mixed.iter().filter(|i| i.token == 2 && i.logits).count(), 1);
+}
+
+#[tokio::test]
+async fn long_prompts_are_chunked_by_n_batch() {
+    let mut c = cfg(1);
+    c.n_batch = 8;
+    let h = start(c, |_| {});
+    let prompt: Vec<Token> = (1..=20).collect();
+    h.handle.submit(job(prompt, 2, FakeSampler::counting())).unwrap().collect().await.unwrap();
+    let batches = h.log.batches.lock();
+    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+    assert_eq!(sizes, vec![8, 8, 4, 1]);
+    let positions: Vec<u32> = batches.iter().flatten().map(|b| b.pos).collect();
+    assert_eq!(positions, (0..21).collect::<Vec<u32>>());
+}
+
+#[tokio::test]
+async fn prefix_cache_reuses_the_longest_match() {
+    let h = start(cfg(2), |_| {});
+    let system: Vec<Token> = (1..=40).collect();
+    let mut p1 = system.clone();
+    p1.extend([200, 201]);
+    let c = h.handle.submit(job(p1.clone(), 4, FakeSampler::counting())).unwrap().collect().await.unwrap();
+    assert_eq!(c.usage.cached_tokens, 0);
+    // Same system prompt, another question: the 40 shared tokens are reused.
+    let mut p2 = system.clone();
+    p2.extend([300, 301, 302]);
+    let mut g = h.handle.submit(job(p2.clone(), 4, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut g).await, (43, 40));
+    let c = g.collect().await.unwrap();
+    assert_eq!(c.usage, Usage { prompt_tokens: 43, cached_tokens: 40, completion_tokens: 4 });
+    // The identical prompt again: all but the last token come from the cache.
+    let mut g = h.handle.submit(job(p2.clone(), 2, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut g).await, (43, 42));
+    g.collect().await.unwrap();
+    // Only the uncached tokens were decoded.
+    {
+        let batches = h.log.batches.lock();
+        let last_prompt_batch = &batches[batches.len() - 2];
+        assert_eq!(last_prompt_batch.len(), 1);
+        assert_eq!(last_prompt_batch[0].pos, 42);
+        assert!(h.log.truncates.lock().contains(&(0, 40)));
+    }
+    wait_until(|| h.handle.snapshot().totals.cached_tokens == 82).await;
+}
+
+#[tokio::test]
+async fn prefix_choice_picks_the_matching_slot() {
+    let h = start(cfg(2), |_| {});
+    let a: Vec<Token> = (1..=30).collect();
+    let b: Vec<Token> = (101..=130).collect();
+    // Fill both slots at once, so A and B land in different slots.
+    let ga = h.handle.submit(job(a.clone(), 2, FakeSampler::counting())).unwrap();
+    let gb = h.handle.submit(job(b.clone(), 2, FakeSampler::counting())).unwrap();
+    ga.collect().await.unwrap();
+    gb.collect().await.unwrap();
+    let mut b2 = b.clone();
+    b2.push(999);
+    let mut g = h.handle.submit(job(b2, 2, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut g).await, (31, 30));
+    let mut a2 = a.clone();
+    a2.push(999);
+    let mut g2 = h.handle.submit(job(a2, 2, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut g2).await, (31, 30));
+    g.collect().await.unwrap();
+    g2.collect().await.unwrap();
+}
+
+#[tokio::test]
+async fn decode_failure_fails_the_sequences_in_the_batch_only() {
+    let h = start(cfg(2), |f| f.fail_on = Some(66));
+    let bad = h.handle.submit(job(vec![66], 3, FakeSampler::counting())).unwrap();
+    assert!(matches!(bad.collect().await, Err(EngineError::Internal(_))));
+    let good = h.handle.submit(job(vec![1], 3, FakeSampler::counting())).unwrap();
+    assert_eq!(good.collect().await.unwrap().usage.completion_tokens, 3);
+    wait_until(|| h.handle.snapshot().totals.failed == 1).await;
+}
+
+#[tokio::test]
+async fn a_dead_engine_thread_fails_everything_honestly() {
+    let h = start(cfg(1), |f| f.panic_on = Some(666));
+    h.gate.set(true);
+    let boom = h.handle.submit(job(vec![666], 3, FakeSampler::counting())).unwrap();
+    let queued = h.handle.submit(job(vec![1], 3, FakeSampler::counting())).unwrap();
+    h.gate.set(false);
+    assert!(matches!(boom.collect().await, Err(EngineError::Unavailable(_))));
+    assert!(matches!(queued.collect().await, Err(EngineError::Unavailable(_))));
+    assert!(matches!(h.handle.submit(job(vec![1], 3, FakeSampler::counting())), Err(EngineError::Unavailable(_))));
+}
+
+#[tokio::test]
+async fn a_request_dropped_while_queued_leaves_the_queue() {
+    let mut c = cfg(1);
+    c.max_queue = 1;
+    let h = start(c, |f| f.step_delay = Duration::from_millis(1));
+    let mut running = h.handle.submit(job(vec![1], 10_000, FakeSampler::counting())).unwrap();
+    started(&mut running).await;
+    let queued = h.handle.submit(job(vec![2], 2, FakeSampler::counting())).unwrap();
+    assert!(matches!(h.handle.submit(job(vec![3], 2, FakeSampler::counting())), Err(EngineError::Overloaded { .. })));
+    drop(queued);
+    wait_until(|| h.handle.snapshot().queue_depth == 0).await;
+    // Its place is free again.
+    let next = h.handle.submit(job(vec![4], 2, FakeSampler::counting())).unwrap();
+    drop(running);
+    assert_eq!(next.collect().await.unwrap().usage.completion_tokens, 2);
+    assert_eq!(prompt_order(&h.log), vec![1, 4]);
+}
+
+#[tokio::test]
+async fn embeddings_go_through_the_engine_thread() {
+    let h = start(cfg(1), |_| {});
+    let out = h.handle.embed(vec![vec![1, 2, 3], vec![4]]).await.unwrap().unwrap();
+    assert_eq!(out, vec![vec![3.0, 1.0], vec![1.0, 1.0]]);
+}
+
+#[tokio::test]
+async fn shutdown_ends_running_generations_with_an_error() {
+    let h = start(cfg(1), |f| f.step_delay = Duration::from_millis(1));
+    let mut g = h.handle.submit(job(vec![1], 10_000, FakeSampler::counting())).unwrap();
+    started(&mut g).await;
+    h.handle.shutdown();
+    assert!(matches!(g.collect().await, Err(EngineError::Unavailable(_))));
+}
+
+#[test]
+fn common_prefix_lengths() {
+    assert_eq!(common_prefix(&[1, 2, 3], &[1, 2, 4]), 2);
+    assert_eq!(common_prefix(&[], &[1]), 0);
+    assert_eq!(common_prefix(&[1, 2], &[1, 2, 3]), 2);
+}
