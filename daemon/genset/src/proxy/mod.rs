@@ -250,7 +250,7 @@ async fn handle(req: HttpRequest, payload: web::Payload, state: web::Data<ProxyS
         url.push_str(q);
     }
     let method = if ep.has_body { reqwest::Method::POST } else { reqwest::Method::GET };
-    let mut rb = upstream.client.request(method, &url);
+    let mut rb = upstream.client().request(method, &url);
     rb = rb.headers(forward_headers(&req, &upstream, virtual_key.is_some()));
     if ep.has_body {
         rb = rb.body(body);

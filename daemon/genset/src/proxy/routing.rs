@@ -1,17 +1,23 @@
 //! The routing snapshot: everything derived from configuration that the request path reads,
 //! swapped whole on reload so a request sees one consistent configuration.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::api::error::{ApiError, ErrorKind, Flavor};
 use crate::auth::VirtualKey;
 use crate::classify::Classifier;
 use crate::config::{Config, UpstreamConfig};
 
-/// A cloud upstream with its connection pool.
+/// A cloud upstream. Each proxy worker thread gets its own connection pool for it (see
+/// [`Upstream::client`]): a pooled connection is driven by the runtime that opened it, so a
+/// pool shared across workers would hop threads on every request.
 pub struct Upstream {
     pub config: Arc<UpstreamConfig>,
-    pub client: reqwest::Client,
+    /// Unique per `Upstream` value, keys the per-thread client cache.
+    id: u64,
     /// `cloud:<name>`, the served-by tag.
     pub tag: Arc<str>,
     /// The URL that inbound `/v1/...` paths are appended to, without `/v1`.
@@ -20,19 +26,31 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: Arc<UpstreamConfig>) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.read_timeout)
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()?;
+        // Fail at configuration time, not on the first request.
+        build_client(&config)?;
         // OpenAI's convention puts the version in the base URL (".../v1"); Anthropic's SDK
         // base URL has none. Either way inbound "/v1/x" maps to "<root>/v1/x".
         let api_root = config.base_url.strip_suffix("/v1").unwrap_or(&config.base_url).to_string();
-        Ok(Upstream { tag: Arc::from(format!("cloud:{}", config.name)), config, client, api_root })
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(Upstream { tag: Arc::from(format!("cloud:{}", config.name)), config, id, api_root })
+    }
+
+    /// This thread's client (connection pool) for this upstream.
+    pub fn client(&self) -> reqwest::Client {
+        CLIENTS.with(|c| {
+            let mut map = c.borrow_mut();
+            if let Some(client) = map.get(&self.id) {
+                return client.clone();
+            }
+            if map.len() > 256 {
+                // Upstreams replaced by many reloads: start afresh rather than grow.
+                map.clear();
+            }
+            // Built once already in `new` with the same settings, so this cannot fail here.
+            let client = build_client(&self.config).unwrap_or_default();
+            map.insert(self.id, client.clone());
+            client
+        })
     }
 
     /// The upstream URL for an inbound path such as `/v1/chat/completions`.
@@ -42,6 +60,24 @@ impl Upstream {
         s.push_str(path);
         s
     }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static CLIENTS: RefCell<HashMap<u64, reqwest::Client>> = RefCell::new(HashMap::new());
+}
+
+fn build_client(config: &UpstreamConfig) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .read_timeout(config.read_timeout)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
 }
 
 pub struct Routing {
