@@ -39,6 +39,24 @@ pub enum Command {
     /// Virtual keys.
     #[command(subcommand)]
     Keys(KeyCmd),
+    /// Install a provisioning bundle (models, use cases, upstreams) on this host, all or
+    /// nothing. Run as root on the appliance; see docs/provisioning.md.
+    Provision(crate::provision::ProvisionArgs),
+    /// Write the man pages (used when building the packages).
+    #[command(hide = true)]
+    Man {
+        /// Folder to write gensetctl.1 and one page per subcommand into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write shell completions (used when building the packages).
+    #[command(hide = true)]
+    Completions {
+        shell: clap_complete::Shell,
+        /// Folder to write the file into, named as the shell expects; stdout when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -132,6 +150,13 @@ impl Client {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<String> {
+    // Commands that do not talk to the daemon.
+    match &cli.command {
+        Command::Provision(a) => return crate::provision::run_cli(a.clone(), cli.config.clone(), cli.json).await,
+        Command::Man { out } => return write_man_pages(out),
+        Command::Completions { shell, out } => return write_completions(*shell, out.as_deref()),
+        _ => {}
+    }
     let c = Client::new(&cli)?;
     use reqwest::Method;
     let v = match &cli.command {
@@ -160,6 +185,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
         }
         Command::Keys(KeyCmd::List) => c.call(Method::GET, "/api/v1/keys", None).await?,
         Command::Keys(KeyCmd::Revoke { id }) => c.call(Method::DELETE, &format!("/api/v1/keys/{}", urlencode(id)), None).await?,
+        Command::Provision(_) | Command::Man { .. } | Command::Completions { .. } => unreachable!("handled above"),
     };
     if cli.json {
         return Ok(serde_json::to_string_pretty(&v)?);
@@ -314,6 +340,49 @@ fn render(cmd: &Command, v: &Value) -> String {
         Command::Keys(KeyCmd::Revoke { id }) => {
             let _ = writeln!(out, "revoked {id}");
         }
+        Command::Provision(_) | Command::Man { .. } | Command::Completions { .. } => {}
     }
     out
+}
+
+/// `gensetctl man --out DIR`: gensetctl.1 and gensetctl-<command>.1 for each visible command.
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<String> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut written = Vec::new();
+    // After build(), each subcommand's display name is `gensetctl-<command>`.
+    let mut page = |c: &clap::Command| -> anyhow::Result<()> {
+        let name = c.get_display_name().unwrap_or(c.get_name()).to_string();
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(c.clone()).render(&mut buf)?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, buf).with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path.display().to_string());
+        Ok(())
+    };
+    page(&cmd)?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+        page(sub)?;
+    }
+    Ok(written.join("\n"))
+}
+
+/// `gensetctl completions SHELL [--out DIR]`.
+fn write_completions(shell: clap_complete::Shell, dir: Option<&std::path::Path>) -> anyhow::Result<String> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            let path = clap_complete::generate_to(shell, &mut cmd, "gensetctl", d)?;
+            Ok(path.display().to_string())
+        }
+        None => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "gensetctl", &mut buf);
+            Ok(String::from_utf8(buf)?)
+        }
+    }
 }

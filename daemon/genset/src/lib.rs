@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod local;
 pub mod local_route;
 pub mod metrics;
+pub mod provision;
 pub mod proxy;
 pub mod record;
 pub mod store;
