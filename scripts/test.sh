@@ -27,7 +27,7 @@ mkdir -p "$GENSET_CACHE"
 
 # ---------------------------------------------------------------------------------------------
 say "system packages"
-ensure_apt "${BUILD_APT[@]}" postgresql nginx-light
+ensure_apt "${BUILD_APT[@]}" postgresql nginx-light systemd
 
 say "Rust toolchain"
 ensure_rust
@@ -98,6 +98,7 @@ fi
 
 rust_rc=skipped
 sdk_rc=skipped
+pkg_rc=skipped
 if [ "${GENSET_TEST_ONLY:-}" != sdk ]; then
   say "Rust tests"
   if [ $NEXTEST = 1 ]; then
@@ -111,8 +112,13 @@ if [ "${GENSET_TEST_ONLY:-}" != rust ]; then
   GENSET_BIN_DIR=${GENSET_BIN_DIR:-$CARGO_TARGET_DIR/debug} "$PY" -m pytest tests/sdk -q; sdk_rc=$?
 fi
 
-say "summary: rust tests: $rust_rc, SDK tests: $sdk_rc  (0 = passed)"
-for rc in "$rust_rc" "$sdk_rc"; do
+if [ -z "${GENSET_TEST_ONLY:-}" ]; then
+  say "packaging checks (tests/packaging/test_unit.sh)"
+  bash tests/packaging/test_unit.sh; pkg_rc=$?
+fi
+
+say "summary: rust tests: $rust_rc, SDK tests: $sdk_rc, packaging checks: $pkg_rc  (0 = passed)"
+for rc in "$rust_rc" "$sdk_rc" "$pkg_rc"; do
   if [ "$rc" != skipped ] && [ "$rc" != 0 ]; then exit 1; fi
 done
 exit 0
