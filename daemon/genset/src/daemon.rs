@@ -285,13 +285,25 @@ pub async fn serve(config_path: &Path, cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs to stderr (journald captures it under systemd): `RUST_LOG` wins over the config.
+/// Logs: to journald with structured fields when stderr is connected to the journal (under
+/// systemd, `JOURNAL_STREAM` says so), else lines on stderr. `RUST_LOG` wins over the config.
 pub fn init_logging(t: &crate::config::TelemetryConfig) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&t.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let _ = tracing_subscriber::registry().with(filter).with(layer.with_syslog_identifier("gensetd".into())).try_init();
+                return;
+            }
+            Err(e) => eprintln!("gensetd: journald unavailable ({e}); logging to stderr"),
+        }
+    }
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
