@@ -112,9 +112,25 @@ if [ "${GENSET_TEST_ONLY:-}" != rust ]; then
   GENSET_BIN_DIR=${GENSET_BIN_DIR:-$CARGO_TARGET_DIR/debug} "$PY" -m pytest tests/sdk -q; sdk_rc=$?
 fi
 
-if [ -z "${GENSET_TEST_ONLY:-}" ]; then
-  say "packaging checks (tests/packaging/test_unit.sh)"
-  bash tests/packaging/test_unit.sh; pkg_rc=$?
+if [ -z "${GENSET_TEST_ONLY:-}" ] || [ "${GENSET_TEST_ONLY:-}" = packaging ]; then
+  say "packaging: unit checks, .deb and .rpm built, inspected, installed, upgraded, purged"
+  ensure_apt rpm openssl
+  PKG1=$(mktemp -d /tmp/genset-pkg1.XXXXXX); PKG2=$(mktemp -d /tmp/genset-pkg2.XXXXXX)
+  pkg_rc=0
+  bash tests/packaging/test_unit.sh || pkg_rc=1
+  if bash packaging/build.sh --out "$PKG1" && bash packaging/build.sh --deb --revision 2 --out "$PKG2"; then
+    DEB1=$(ls "$PKG1"/*.deb | head -n 1); RPM1=$(ls "$PKG1"/*.rpm | head -n 1); DEB2=$(ls "$PKG2"/*.deb | head -n 1)
+    bash tests/packaging/test_deb.sh "$DEB1" || pkg_rc=1
+    bash tests/packaging/test_rpm.sh "$RPM1" || pkg_rc=1
+    if [ "$(id -u)" = 0 ]; then
+      bash tests/packaging/test_install.sh "$DEB1" "$DEB2" || pkg_rc=1
+    else
+      sudo bash tests/packaging/test_install.sh "$DEB1" "$DEB2" || pkg_rc=1
+    fi
+  else
+    echo "FAIL packaging/build.sh" >&2; pkg_rc=1
+  fi
+  rm -rf "$PKG1" "$PKG2"
 fi
 
 say "summary: rust tests: $rust_rc, SDK tests: $sdk_rc, packaging checks: $pkg_rc  (0 = passed)"
