@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use genset_engine::{Engine, EngineRegistry, Priority};
 
-use crate::api::error::{ApiError, ErrorKind, Flavor};
+use crate::api::error::{ApiError, ErrorKind};
 use crate::local::{LocalBody, LocalEndpoint, explicit_model};
 use crate::proxy::Endpoint;
 use crate::proxy::tee::Tee;
@@ -41,27 +41,16 @@ impl LocalRoute {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub async fn serve(
         &self,
         _req: &HttpRequest,
         ep: Endpoint,
-        flavor: Flavor,
         body: Bytes,
         mut ex: Exchange,
         started: Instant,
         recorder: Recorder,
     ) -> HttpResponse {
-        let reject = |mut ex: Exchange, err: ApiError| {
-            let resp = err.render(flavor);
-            ex.status = err.status().as_u16();
-            ex.error = Some(err.kind.label());
-            ex.ending = Ending::Rejected;
-            ex.response = Capture::from_bytes(Bytes::from(serde_json::to_vec(&err.body(flavor)).unwrap_or_default()), recorder.body_cap());
-            ex.total = started.elapsed();
-            recorder.record(ex);
-            resp
-        };
+        let reject = |ex: Exchange, err: ApiError| crate::proxy::reject(ex, started, &recorder, err);
         let engine = match self.pick(ex.model.as_deref()) {
             Ok(e) => e,
             Err(e) => return reject(ex, e),

@@ -94,18 +94,24 @@ struct Pending {
 
 impl Pending {
     /// genset answers itself: record the rejection and render the error.
-    fn reject(mut self, recorder: &Recorder, err: ApiError) -> HttpResponse {
-        let flavor = self.ex.api;
-        let resp = err.render(flavor);
-        let body = serde_json::to_vec(&err.body(flavor)).unwrap_or_default();
-        self.ex.status = err.status().as_u16();
-        self.ex.error = Some(err.kind.label());
-        self.ex.ending = Ending::Rejected;
-        self.ex.response = Capture::from_bytes(Bytes::from(body), recorder.body_cap());
-        self.ex.total = self.started.elapsed();
-        recorder.record(self.ex);
-        resp
+    fn reject(self, recorder: &Recorder, err: ApiError) -> HttpResponse {
+        reject(self.ex, self.started, recorder, err)
     }
+}
+
+/// Record an exchange genset answered with an error of its own, and render that error in the
+/// format of the exchange's API.
+pub(crate) fn reject(mut ex: Exchange, started: Instant, recorder: &Recorder, err: ApiError) -> HttpResponse {
+    let flavor = ex.api;
+    let resp = err.render(flavor);
+    let body = serde_json::to_vec(&err.body(flavor)).unwrap_or_default();
+    ex.status = err.status().as_u16();
+    ex.error = Some(err.kind.label());
+    ex.ending = Ending::Rejected;
+    ex.response = Capture::from_bytes(Bytes::from(body), recorder.body_cap());
+    ex.total = started.elapsed();
+    recorder.record(ex);
+    resp
 }
 
 async fn handle(req: HttpRequest, payload: web::Payload, state: web::Data<ProxyState>) -> HttpResponse {
@@ -207,7 +213,7 @@ async fn handle(req: HttpRequest, payload: web::Payload, state: web::Data<ProxyS
         let by_model = pending.ex.model.as_deref().is_some_and(|m| m.starts_with("local/"));
         let by_header = header("x-genset-route") == Some("local");
         if by_model || by_header {
-            return local.serve(&req, ep, flavor, body, pending.ex, started, recorder.clone()).await;
+            return local.serve(&req, ep, body, pending.ex, started, recorder.clone()).await;
         }
     } else if pending.ex.model.as_deref().is_some_and(|m| m.starts_with("local/")) || header("x-genset-route") == Some("local") {
         return pending.reject(
