@@ -199,7 +199,10 @@ def concurrent(srv: Server, n: int, max_tokens: int, tag: str) -> dict:
     first = min(r["chunks"][0] for r in results if r["chunks"])
     last = max(r["chunks"][-1] for r in results if r["chunks"])
     start = min(r["t0"] for r in results)
-    out["ttft_ms"] = statistics.median(ttfts) * 1000 if ttfts else None
+    # Concurrent streams' first tokens come in groups (whoever arrived before the server's next
+    # step starts is in it), so the median over streams jumps between groups: report the mean.
+    out["ttfts_ms"] = sorted(round(x * 1000, 1) for x in ttfts)
+    out["ttft_ms"] = statistics.mean(ttfts) * 1000 if ttfts else None
     out["ttft_max_ms"] = max(ttfts) * 1000 if ttfts else None
     # Decode throughput: tokens after each stream's first, over the window from the first
     # first-token to the last token (prompt processing excluded as far as it can be).
@@ -211,6 +214,15 @@ def concurrent(srv: Server, n: int, max_tokens: int, tag: str) -> dict:
     if ts:
         out["server_predicted_tps"] = statistics.median(t.get("predicted_per_second", 0) for t in ts)
     return out
+
+
+def cold_ttft(srv: Server, tag: str) -> tuple[float, int]:
+    """TTFT (ms) and prompt tokens of one request with a fresh ~500-token system prompt."""
+    r = stream_chat(srv, [{"role": "system", "content": system_prompt(f"{tag}-{time.time_ns()}")},
+                          {"role": "user", "content": QUESTIONS[0]}], 4, ban_eog=True)
+    if r.get("error") or not r["chunks"]:
+        raise RuntimeError(f"{srv.name} cold request failed: {r.get('error')}")
+    return (r["chunks"][0] - r["t0"]) * 1000, (r["usage"] or {}).get("prompt_tokens", 0)
 
 
 def prefix_test(srv: Server, tag: str, n: int) -> dict:
@@ -487,6 +499,10 @@ def main() -> None:
                 raise RuntimeError(f"{v} warm-up failed: {w['error']}")
             if main_block:
                 pending.append(dict(kind="rss_warm", **base, **rss_kb(srv.proc.pid)))
+                # Cold ~500-token prompts before any concurrent run (the prefix test's cold
+                # requests come after them, with the other slots' KV still cached).
+                fresh = [cold_ttft(srv, f"fresh-r{rep}t{threads}a{attempt}-{i}")[0] for i in range(2)]
+                pending.append(dict(kind="cold_fresh", **base, cold_ms=fresh))
             for n in counts:
                 r = concurrent(srv, n, a.max_tokens, f"r{rep}t{threads}n{n}a{attempt}")
                 if r.get("error"):
