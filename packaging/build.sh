@@ -7,7 +7,7 @@
 #   packaging/build.sh --deb | --rpm  # only one of the two
 #   packaging/build.sh --out DIR      # somewhere else than target/packages
 #
-# Steps: a release build of gensetd and gensetctl (`cargo build --release -p genset`), then
+# Steps: a release build of gensetd and gensetctl (`cargo build --release -p genset-cmd`), then
 # the generated assets in $CARGO_TARGET_DIR/release/genset-assets (man pages and bash/zsh/fish completions
 # from gensetctl's clap definitions, gensetd.8, the docs, a third-party licence list), then
 # cargo-deb and cargo-generate-rpm (installed with `cargo install --locked` when missing).
@@ -44,8 +44,8 @@ if [ "$GPU" = 1 ]; then
   VARIANT=(--variant cuda)
 fi
 
-say "release build (cargo build --release -p genset ${FEATURES[*]})"
-cargo build --release --locked -p genset "${FEATURES[@]}"
+say "release build (cargo build --release -p genset-cmd ${FEATURES[*]})"
+cargo build --release --locked -p genset-cmd "${FEATURES[@]}"
 BIN=$CARGO_TARGET_DIR/release
 
 say "generated assets"
@@ -64,7 +64,7 @@ if [ -f LICENSE ]; then cp LICENSE "$A/doc/"; fi
 {
   echo "Third-party software linked into gensetd and gensetctl: crate version | licence | source."
   echo
-  cargo tree -p genset "${FEATURES[@]}" -e normal --prefix none --no-dedupe -f '{p} | {l} | {r}' \
+  cargo tree -p genset-cmd "${FEATURES[@]}" -e normal --prefix none --no-dedupe -f '{p} | {l} | {r}' \
     | grep -v '(proc-macro)' | grep -v '^genset' | sed 's/ (\*)$//' | sort -u
 } > "$A/doc/third-party-licenses.txt"
 ls -R "$A" | sed 's/^/  /' >&2
@@ -72,11 +72,11 @@ ls -R "$A" | sed 's/^/  /' >&2
 mkdir -p "$OUT"
 if [ "$DEB" = 1 ]; then
   say "Debian package"
-  cargo deb -p genset --no-build --locked --deb-revision "$REVISION" "${VARIANT[@]}" -o "$OUT/"
+  cargo deb -p genset-cmd --no-build --locked --deb-revision "$REVISION" "${VARIANT[@]}" -o "$OUT/"
 fi
 if [ "$RPM" = 1 ]; then
   say "RPM package"
-  cargo generate-rpm -p daemon/genset -s "release = \"$REVISION\"" "${VARIANT[@]}" -o "$OUT/"
+  cargo generate-rpm -p daemon/cmd -s "release = \"$REVISION\"" "${VARIANT[@]}" -o "$OUT/"
 fi
 say "packages in $OUT"
 ls -l "$OUT"/*.deb "$OUT"/*.rpm 2>/dev/null || true

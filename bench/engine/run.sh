@@ -64,8 +64,8 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 if [ -z "${GENSETD:-}" ]; then
   GENSETD=$CARGO_TARGET_DIR/release/gensetd
   if [ -z "${BENCH_NO_BUILD:-}" ]; then
-    say "cargo build --release -p genset -p genset-sim --bins"
-    timeout 3600 cargo build --release -p genset -p genset-sim --bins >&2 || die "release build failed"
+    say "cargo build --release -p genset-cmd -p genset-sim --bins"
+    timeout 3600 cargo build --release -p genset-cmd -p genset-sim --bins >&2 || die "release build failed"
   fi
 fi
 [ -x "$GENSETD" ] || die "no gensetd binary at $GENSETD"

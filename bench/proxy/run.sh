@@ -112,8 +112,8 @@ if has_target gensetd; then
   if [ -z "${GENSETD:-}" ]; then
     GENSETD=$CARGO_TARGET_DIR/release/gensetd
     if [ -z "${BENCH_NO_INSTALL:-}" ]; then
-      say "cargo build --release -p genset --bin gensetd"
-      cargo build --release -p genset --bin gensetd >&2 || warn "release build of gensetd failed"
+      say "cargo build --release -p genset-cmd --bin gensetd"
+      cargo build --release -p genset-cmd --bin gensetd >&2 || warn "release build of gensetd failed"
     fi
   fi
   [ -x "$GENSETD" ] || { warn "no gensetd binary at $GENSETD; skipping gensetd"; drop_target gensetd; }

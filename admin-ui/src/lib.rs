@@ -1,0 +1,1 @@
+//! genset admin console.

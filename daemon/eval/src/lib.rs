@@ -1,0 +1,1 @@
+//! genset readiness scoring: scorers, canary assertions, confidence intervals, verdicts
