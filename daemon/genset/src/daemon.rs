@@ -66,8 +66,21 @@ pub fn ensure_admin_token(path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// What the binary adds to the core daemon: the console's routes on the admin listener (the
+/// console crate depends on the core, never the reverse, so the core takes them as a hook).
+#[derive(Clone, Default)]
+pub struct Extensions {
+    /// Registered on the admin listener's app, before the JSON API's routes.
+    pub admin_routes: Option<Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>>,
+}
+
 /// Open the store, start the recorder and both listeners. Returns once everything is bound.
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
+    start_with(cfg, Extensions::default()).await
+}
+
+/// [`start`], with the binary's [`Extensions`].
+pub async fn start_with(cfg: Config, ext: Extensions) -> anyhow::Result<Running> {
     crate::install_crypto_provider();
     let metrics = Arc::new(Metrics::new().context("metrics registry")?);
     let store = Store::open(&cfg.store.url, cfg.store.max_connections)
@@ -137,7 +150,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         admin_addr,
         models: registry,
     });
-    let admin = HttpServer::new(move || App::new().app_data(admin_state.clone()).configure(crate::admin::configure))
+    let admin_routes = ext.admin_routes.clone();
+    let admin = HttpServer::new(move || {
+        let mut app = App::new().app_data(admin_state.clone());
+        if let Some(routes) = &admin_routes {
+            app = app.configure(|c| routes(c));
+        }
+        app.configure(crate::admin::configure)
+    })
         .workers(1)
         .disable_signals()
         .shutdown_timeout(5)
@@ -223,11 +243,16 @@ pub fn redact_url(url: &str) -> String {
 
 /// Run as the service: start, announce readiness, serve until SIGTERM/SIGINT, reload on SIGHUP.
 pub async fn serve(config_path: &Path, cfg: Config) -> anyhow::Result<()> {
+    serve_with(config_path, cfg, Extensions::default()).await
+}
+
+/// [`serve`], with the binary's [`Extensions`].
+pub async fn serve_with(config_path: &Path, cfg: Config, ext: Extensions) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let running = start(cfg).await?;
+    let running = start_with(cfg, ext).await?;
     tracing::info!(proxy = %running.proxy_addr, admin = %running.admin_addr, store = running.store.backend(), "gensetd ready");
     #[allow(clippy::print_stdout)]
     {
