@@ -161,8 +161,13 @@ pub async fn start_with(cfg: Config, ext: Extensions) -> anyhow::Result<Running>
         .workers(1)
         .disable_signals()
         .shutdown_timeout(5)
-        .listen(admin_listener)
-        .with_context(|| format!("admin.listen: cannot listen on {admin_addr}"))?;
+        ;
+    let admin = match &cfg.admin.tls {
+        Some((cert, key)) => admin
+            .listen_rustls_0_23(admin_listener, admin_tls(cert, key)?)
+            .with_context(|| format!("admin.listen: cannot listen on {admin_addr}"))?,
+        None => admin.listen(admin_listener).with_context(|| format!("admin.listen: cannot listen on {admin_addr}"))?,
+    };
 
     let proxy = proxy.run();
     let admin = admin.run();
@@ -228,6 +233,25 @@ impl Running {
         }
         store.close().await;
     }
+}
+
+/// The admin listener's TLS configuration from PEM files.
+fn admin_tls(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("admin.tls_cert: cannot read {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("admin.tls_cert: no certificate in {}", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| anyhow::anyhow!("admin.tls_key: cannot read {}: {e}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| anyhow::anyhow!("admin.tls_cert: certificate and key do not make a TLS identity: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// A store URL with any password hidden.

@@ -1,6 +1,7 @@
 //! Configuration: stage one (`raw`) parses the TOML strictly; stage two (`validate`) checks
 //! every value and produces the typed runtime [`Config`]. Every error names its key path.
 
+pub mod failover;
 pub mod raw;
 mod secret;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
+pub use failover::{BreakerConfig, ChainStep, FailoverConfig, OnCutoff, Rate, RoutingPolicy};
 pub use secret::Secret;
 pub use genset_engine::ModelConfig;
 
@@ -45,6 +47,9 @@ pub struct Config {
     pub default_anthropic: Option<usize>,
     pub models: Vec<crate::config::ModelConfig>,
     pub telemetry: TelemetryConfig,
+    pub failover: FailoverConfig,
+    /// `[routing] default_chain`: for traffic no use case claims.
+    pub default_chain: Option<Vec<ChainStep>>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +65,8 @@ pub struct ProxyConfig {
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub token_file: PathBuf,
+    /// Certificate chain and key (PEM): the admin listener speaks HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +116,26 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub anthropic_version: String,
+    /// Client model -> model asked here; keys may use `*`.
+    pub model_map: Vec<(Glob, String)>,
+    /// Continues a trailing assistant message (prefill).
+    pub prefill: bool,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub probe_path: String,
+    pub default_max_tokens: u32,
+}
+
+impl UpstreamConfig {
+    /// The model to ask this upstream for, given the model the client named: an exact key of
+    /// `model_map` first, then the first pattern that matches; `None` when nothing maps it.
+    pub fn map_model(&self, client_model: &str) -> Option<&str> {
+        self.model_map
+            .iter()
+            .find(|(g, _)| g.0 == client_model)
+            .or_else(|| self.model_map.iter().find(|(g, _)| g.matches(client_model)))
+            .map(|(_, m)| m.as_str())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +145,14 @@ pub struct UseCaseConfig {
     pub rules: Vec<MatchRule>,
     /// Index into `Config::upstreams`.
     pub upstream: Option<usize>,
+    /// Its fallback chain; empty: the default chain.
+    pub chain: Vec<ChainStep>,
+    pub on_cutoff: OnCutoff,
+    pub routing: RoutingPolicy,
+    /// The configured readiness flag (until measured readiness decides).
+    pub local_ready: bool,
+    pub on_context_overflow: Option<String>,
+    pub local_rate: Option<Rate>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -222,7 +257,13 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
     if proxy.max_body == 0 {
         return Err(ConfigError::new("proxy.max_body", "must be greater than 0"));
     }
-    let admin = AdminConfig { listen: addr("admin.listen", &raw.admin.listen)?, token_file: raw.admin.token_file };
+    let tls = match (raw.admin.tls_cert, raw.admin.tls_key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => return Err(ConfigError::new("admin.tls_key", "admin.tls_cert is set: give the key too")),
+        (None, Some(_)) => return Err(ConfigError::new("admin.tls_cert", "admin.tls_key is set: give the certificate too")),
+    };
+    let admin = AdminConfig { listen: addr("admin.listen", &raw.admin.listen)?, token_file: raw.admin.token_file, tls };
     if admin.listen == proxy.listen && proxy.listen.port() != 0 {
         return Err(ConfigError::new("admin.listen", "must differ from proxy.listen"));
     }
@@ -312,6 +353,16 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
             connect_timeout: duration(&p("connect_timeout"), &u.connect_timeout)?,
             read_timeout: duration(&p("read_timeout"), &u.read_timeout)?,
             anthropic_version: u.anthropic_version.unwrap_or_else(|| "2023-06-01".into()),
+            model_map: u.model_map.into_iter().map(|(k, v)| (Glob(k), v)).collect(),
+            prefill: u.prefill.unwrap_or(api == Flavor::Anthropic),
+            first_byte_timeout: duration(&p("first_byte_timeout"), &u.first_byte_timeout)?,
+            idle_timeout: duration(&p("idle_timeout"), &u.idle_timeout)?,
+            probe_path: if u.probe_path.starts_with('/') {
+                u.probe_path
+            } else {
+                return Err(ConfigError::new(p("probe_path"), "must start with /"));
+            },
+            default_max_tokens: u.default_max_tokens.max(1),
         }));
     }
 
@@ -362,7 +413,35 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
             Some(n) => Some(find_upstream(&p("upstream"), n, None)?),
             None => None,
         };
-        use_cases.push(UseCaseConfig { name: uc.name, description: uc.description, rules, upstream });
+        let by_name = |n: &str| upstreams.iter().position(|u| u.name == n);
+        let mut chain = match &uc.chain {
+            Some(c) => failover::chain(&p("chain"), c, &by_name, &raw.models)?,
+            None => upstream.map(|u| vec![ChainStep::Upstream(u)]).unwrap_or_default(),
+        };
+        let on_cutoff = failover::on_cutoff(&p("on_cutoff"), uc.on_cutoff.as_deref())?;
+        let routing = failover::routing_policy(&p("routing"), uc.routing.as_deref())?;
+        let wants_local = on_cutoff == OnCutoff::ServeLocal || routing != RoutingPolicy::CloudFirst;
+        if wants_local && !chain.iter().any(|s| matches!(s, ChainStep::Local(_))) {
+            // Serving locally needs a model: the first configured one, at the end of the chain.
+            if let Some(m) = raw.models.first() {
+                chain.push(ChainStep::Local(m.name.clone()));
+            } else if routing != RoutingPolicy::CloudFirst {
+                return Err(ConfigError::new(p("routing"), "a local routing policy needs a local model ([[models]])"));
+            }
+        }
+        let local_rate = uc.local_rate.as_deref().map(|r| Rate::parse(&p("local_rate"), r)).transpose()?;
+        use_cases.push(UseCaseConfig {
+            name: uc.name,
+            description: uc.description,
+            rules,
+            upstream,
+            chain,
+            on_cutoff,
+            routing,
+            local_ready: uc.local_ready.unwrap_or(false),
+            on_context_overflow: uc.on_context_overflow,
+            local_rate,
+        });
     }
 
     let mut model_names = HashSet::new();
@@ -385,7 +464,13 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
         log_level: raw.telemetry.log_level.unwrap_or_else(|| "info".into()),
     };
 
+    let failover = failover::validate(raw.failover)?;
+    let by_name = |n: &str| upstreams.iter().position(|u| u.name == n);
+    let default_chain = raw.routing.default_chain.as_ref().map(|c| failover::chain("routing.default_chain", c, &by_name, &raw.models)).transpose()?;
+
     Ok(Config {
+        failover,
+        default_chain,
         source: source.to_path_buf(),
         proxy,
         admin,

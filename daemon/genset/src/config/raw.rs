@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub models: Vec<crate::config::ModelConfig>,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub failover: RawFailover,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,11 +60,14 @@ impl Default for RawProxy {
 pub struct RawAdmin {
     pub listen: String,
     pub token_file: PathBuf,
+    /// PEM certificate chain; with `tls_key`, the admin listener speaks HTTPS (rustls).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
-        RawAdmin { listen: "127.0.0.1:8081".into(), token_file: PathBuf::from("/etc/genset/admin.token") }
+        RawAdmin { listen: "127.0.0.1:8081".into(), token_file: PathBuf::from("/etc/genset/admin.token"), tls_cert: None, tls_key: None }
     }
 }
 
@@ -114,6 +119,8 @@ pub struct RawRouting {
     pub openai: Option<String>,
     /// Upstream for Anthropic-style traffic no use case routes; default: the first `api = "anthropic"` upstream.
     pub anthropic: Option<String>,
+    /// Fallback chain for traffic no use case claims: upstream names and `local:<model>`.
+    pub default_chain: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +140,37 @@ pub struct RawUpstream {
     pub read_timeout: String,
     /// Anthropic `anthropic-version` sent when the client sent none.
     pub anthropic_version: Option<String>,
+    /// Which model to ask here for a model the client named: `{ "gpt-4o" = "claude-sonnet-4-5", "*" = "claude-haiku-4-5" }`.
+    #[serde(default)]
+    pub model_map: std::collections::BTreeMap<String, String>,
+    /// Whether this upstream continues a trailing assistant message (prefill). Default: true
+    /// for Anthropic, false for OpenAI.
+    pub prefill: Option<bool>,
+    /// Longest wait for the response headers and, when streaming, the first event.
+    #[serde(default = "default_first_byte_timeout")]
+    pub first_byte_timeout: String,
+    /// Longest silence between two events of a stream.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: String,
+    /// The active health probe: a GET that costs no tokens.
+    #[serde(default = "default_probe_path")]
+    pub probe_path: String,
+    /// `max_tokens` sent to an Anthropic upstream for a translated request that set none.
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u32,
+}
+
+fn default_first_byte_timeout() -> String {
+    "30s".into()
+}
+fn default_idle_timeout() -> String {
+    "60s".into()
+}
+fn default_probe_path() -> String {
+    "/v1/models".into()
+}
+fn default_max_tokens() -> u32 {
+    4096
 }
 
 fn default_connect_timeout() -> String {
@@ -152,6 +190,79 @@ pub struct RawUseCase {
     pub match_: Option<RawMatchList>,
     /// The upstream this use case's cloud traffic goes to (default: the routing default for its API).
     pub upstream: Option<String>,
+    /// Where its requests go, in order: upstream names and `local:<model>`.
+    pub chain: Option<Vec<String>>,
+    /// When the cloud is cut off: serve-local | reject | queue.
+    pub on_cutoff: Option<String>,
+    /// In normal times: cloud-first | local-first | local-only.
+    pub routing: Option<String>,
+    /// Whether the local model may serve this use case (until measured readiness decides).
+    pub local_ready: Option<bool>,
+    /// A larger-context model (on the same upstream) for requests the cloud rejects as too long.
+    pub on_context_overflow: Option<String>,
+    /// Local serving limit for this use case, e.g. "600/min".
+    pub local_rate: Option<String>,
+}
+
+/// `[failover]`: how genset tells a cut-off from a blip, and how it rescues requests.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFailover {
+    /// Most upstream attempts for one client request (all steps of the chain together).
+    pub max_attempts: u32,
+    /// First retry backoff (doubled per retry, with jitter).
+    pub retry_backoff: String,
+    /// Longest `Retry-After` honoured by waiting; longer ones move to the next step.
+    pub max_retry_wait: String,
+    /// Cut-off failures in a row that open the breaker at once.
+    pub consecutive_cutoffs: u32,
+    /// Failure share over `window` that opens the breaker, once `min_volume` outcomes are seen.
+    pub failure_rate: f64,
+    pub min_volume: u32,
+    pub window: String,
+    /// Open time after the first opening; doubles with each consecutive opening, up to `open_max`.
+    pub open_base: String,
+    pub open_max: String,
+    /// Successful probes in half-open before the breaker closes.
+    pub half_open_successes: u32,
+    pub probe_interval: String,
+    pub probe_interval_failing: String,
+    pub probe_timeout: String,
+    /// Traffic returns to a recovered upstream after its breaker stayed closed this long.
+    pub recovery_hold: String,
+    /// Shortest time between two flips of an upstream's mode (cloud <-> failover).
+    pub min_dwell: String,
+    /// Distinct, previously accepted client keys rejected (401/403) within `window` that count as a cut-off.
+    pub distinct_key_rejections: u32,
+    /// `on_cutoff = "queue"`: longest wait for the cloud.
+    pub queue_timeout: String,
+    /// Local serving limit per client key while failing over, e.g. "120/min".
+    pub local_rate_per_key: Option<String>,
+}
+
+impl Default for RawFailover {
+    fn default() -> Self {
+        RawFailover {
+            max_attempts: 3,
+            retry_backoff: "200ms".into(),
+            max_retry_wait: "2s".into(),
+            consecutive_cutoffs: 3,
+            failure_rate: 0.5,
+            min_volume: 10,
+            window: "30s".into(),
+            open_base: "5s".into(),
+            open_max: "5m".into(),
+            half_open_successes: 2,
+            probe_interval: "30s".into(),
+            probe_interval_failing: "1s".into(),
+            probe_timeout: "5s".into(),
+            recovery_hold: "30s".into(),
+            min_dwell: "60s".into(),
+            distinct_key_rejections: 2,
+            queue_timeout: "30s".into(),
+            local_rate_per_key: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
