@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod classify;
 pub mod config;
+pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod local;
