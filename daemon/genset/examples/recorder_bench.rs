@@ -52,6 +52,7 @@ async fn main() {
             virtual_key_id: None,
             ttfb: Some(Duration::from_millis(120)),
             total: Duration::from_millis(150),
+            attempt: Default::default(),
         });
     }
     let stats = recorder.stats.clone();

@@ -26,12 +26,14 @@ pub struct VirtualKey {
 pub struct KeyBook {
     salt: Vec<u8>,
     virtual_keys: RwLock<HashMap<String, VirtualKey>>,
+    /// Salted hashes of passthrough keys the cloud accepted, with when it last did.
+    accepted: RwLock<HashMap<String, i64>>,
 }
 
 impl KeyBook {
     pub fn new(salt_hex: &str, rows: &[VirtualKeyRow]) -> Self {
         let salt = hex::decode(salt_hex).unwrap_or_else(|_| salt_hex.as_bytes().to_vec());
-        let book = KeyBook { salt, virtual_keys: RwLock::new(HashMap::new()) };
+        let book = KeyBook { salt, virtual_keys: RwLock::new(HashMap::new()), accepted: RwLock::new(HashMap::new()) };
         for r in rows.iter().filter(|r| r.revoked_ms.is_none()) {
             book.insert(r);
         }
@@ -51,6 +53,30 @@ impl KeyBook {
         h.update(&self.salt);
         h.update(key.as_bytes());
         hex::encode(h.finalize())
+    }
+
+    /// Remember that the cloud accepted this (hashed) client key at `ts_ms`. Cheap when the
+    /// key is already known as recently accepted (a read lock only).
+    pub fn note_accepted(&self, hash: &str, ts_ms: i64) {
+        if self.accepted.read().get(hash).is_some_and(|t| ts_ms - *t < 60_000) {
+            return;
+        }
+        self.accepted.write().insert(hash.to_string(), ts_ms);
+    }
+
+    /// Whether the cloud accepted this (hashed) client key since `since_ms`: what lets a
+    /// passthrough client use the local engine while the cloud is gone.
+    pub fn was_accepted(&self, hash: &str, since_ms: i64) -> bool {
+        self.accepted.read().get(hash).is_some_and(|t| *t >= since_ms)
+    }
+
+    /// Load the accepted keys the store remembers.
+    pub fn load_accepted(&self, rows: impl IntoIterator<Item = (String, i64)>) {
+        let mut m = self.accepted.write();
+        for (h, t) in rows {
+            let e = m.entry(h).or_insert(t);
+            *e = (*e).max(t);
+        }
     }
 
     pub fn lookup(&self, key: &str) -> Option<VirtualKey> {

@@ -39,6 +39,9 @@ pub enum Command {
     /// Virtual keys.
     #[command(subcommand)]
     Keys(KeyCmd),
+    /// Show the failover mode and each upstream's breaker, or flip the mode:
+    /// `gensetctl mode force-local --reason "provider outage drill"`.
+    Mode(ModeArgs),
     /// Install a provisioning bundle (models, use cases, upstreams) on this host, all or
     /// nothing. Run as root on the appliance; see docs/provisioning.md.
     Provision(crate::provision::ProvisionArgs),
@@ -72,6 +75,15 @@ pub struct TrafficArgs {
     /// Show exchanges older than this id (the "next" id printed by the previous page).
     #[arg(long)]
     pub before: Option<i64>,
+}
+
+#[derive(Args)]
+pub struct ModeArgs {
+    /// auto | force-cloud | force-local; absent: show the current state.
+    pub mode: Option<String>,
+    /// Why (required to change the mode; recorded with the event).
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -184,6 +196,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
                 .await?
         }
         Command::Keys(KeyCmd::List) => c.call(Method::GET, "/api/v1/keys", None).await?,
+        Command::Mode(ModeArgs { mode: None, .. }) => c.call(Method::GET, "/api/v1/failover", None).await?,
+        Command::Mode(ModeArgs { mode: Some(m), reason }) => {
+            let Some(reason) = reason.as_deref().filter(|r| !r.trim().is_empty()) else {
+                bail!("changing the mode needs --reason \"...\" (it is recorded with who did it)");
+            };
+            m.parse::<crate::control::Mode>().map_err(|e| anyhow::anyhow!(e))?;
+            let actor = format!(
+                "{}@{} via gensetctl",
+                std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into()),
+                std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+            );
+            c.call(Method::POST, "/api/v1/mode", Some(serde_json::json!({"mode": m, "reason": reason, "actor": actor}))).await?;
+            c.call(Method::GET, "/api/v1/failover", None).await?
+        }
         Command::Keys(KeyCmd::Revoke { id }) => c.call(Method::DELETE, &format!("/api/v1/keys/{}", urlencode(id)), None).await?,
         Command::Provision(_) | Command::Man { .. } | Command::Completions { .. } => unreachable!("handled above"),
     };
@@ -236,6 +262,28 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 fn render(cmd: &Command, v: &Value) -> String {
     let mut out = String::new();
     match cmd {
+        Command::Mode(_) => {
+            let m = &v["mode"];
+            let _ = writeln!(out, "mode: {}  (effective: {})", s(&m["mode"]), s(&v["effective"]));
+            let _ = writeln!(out, "set {} by {}: {}", fmt_ts(&m["since_ms"]), s(&m["actor"]), s(&m["reason"]));
+            let rows: Vec<Vec<String>> = v["upstreams"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|u| {
+                    vec![
+                        s(&u["name"]),
+                        s(&u["api"]),
+                        s(&u["breaker"]),
+                        if u["failover"].as_bool() == Some(true) { "failover".into() } else { "cloud".into() },
+                        fmt_ts(&u["since_ms"]),
+                        s(&u["last_error"]),
+                    ]
+                })
+                .collect();
+            out.push('\n');
+            out.push_str(&table(&["UPSTREAM", "API", "BREAKER", "SERVING", "SINCE", "LAST ERROR"], &rows));
+        }
         Command::Status => {
             let r = &v["recording"];
             let _ = writeln!(out, "genset {}  mode: {}  up {}s", s(&v["version"]), s(&v["mode"]), s(&v["uptime_s"]));

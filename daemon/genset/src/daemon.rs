@@ -37,6 +37,8 @@ pub struct Running {
     servers: tokio::task::JoinHandle<()>,
     writer: tokio::task::JoinHandle<()>,
     background: CancellationToken,
+    control_task: tokio::task::JoinHandle<()>,
+    pub controller: Arc<crate::control::Controller>,
 }
 
 /// Read the admin token, creating the file (mode 0600) with a fresh random token when absent.
@@ -118,9 +120,18 @@ pub async fn start_with(cfg: Config, ext: Extensions) -> anyhow::Result<Running>
         genset_engine::EngineRegistry::load(&cfg.models, &genset_engine::LoadOptions::default()).await.context("loading local models")?
     };
     let local = (!registry.is_empty()).then(|| Arc::new(crate::local_route::LocalRoute { registry: registry.clone() }));
-    let routing = Routing::new(&cfg).context("building upstream clients")?;
-    let proxy_state =
-        web::Data::new(ProxyState { routing: ArcSwap::from_pointee(routing), recorder: recorder.clone(), keys: keys.clone(), local });
+    let accepted_since = crate::record::now_ms() - cfg.recording.retention.as_millis() as i64;
+    keys.load_accepted(store.list_accepted_keys(accepted_since).await.context("store: loading accepted client keys")?);
+    let (controller, control_task) =
+        crate::control::Controller::start(store.clone(), &cfg, background.clone()).await.context("starting the failover controller")?;
+    let routing = Routing::new(&cfg, &controller).context("building upstream clients")?;
+    let proxy_state = web::Data::new(ProxyState {
+        routing: ArcSwap::from_pointee(routing),
+        recorder: recorder.clone(),
+        keys: keys.clone(),
+        local,
+        controller: controller.clone(),
+    });
 
     let ps = proxy_state.clone();
     let proxy = HttpServer::new(move || App::new().app_data(ps.clone()).configure(crate::proxy::configure))
@@ -149,6 +160,7 @@ pub async fn start_with(cfg: Config, ext: Extensions) -> anyhow::Result<Running>
         proxy_addr,
         admin_addr,
         models: registry,
+        controller: controller.clone(),
     });
     let admin_routes = ext.admin_routes.clone();
     let admin = HttpServer::new(move || {
@@ -193,6 +205,8 @@ pub async fn start_with(cfg: Config, ext: Extensions) -> anyhow::Result<Running>
         servers,
         writer,
         background,
+        control_task,
+        controller,
     })
 }
 
@@ -207,7 +221,8 @@ impl Running {
         if format!("{:?}", new.models) != format!("{:?}", old.models) {
             tracing::warn!("reload: [[models]] changes take effect on restart");
         }
-        let routing = Routing::new(&new).context("building upstream clients")?;
+        self.controller.reload(&new);
+        let routing = Routing::new(&new, &self.controller).context("building upstream clients")?;
         self.proxy_state.routing.store(Arc::new(routing));
         self.config.store(Arc::new(new));
         Ok(())
@@ -220,11 +235,13 @@ impl Running {
     /// Graceful stop: stop accepting, let in-flight requests finish (up to the grace time),
     /// then drain the recorder queue into the store.
     pub async fn shutdown(self) {
-        let Running { proxy_server, admin_server, servers, writer, background, proxy_state, recorder, store, .. } = self;
-        background.cancel();
+        let Running { proxy_server, admin_server, servers, writer, background, proxy_state, recorder, store, control_task, .. } = self;
         proxy_server.stop(true).await;
         admin_server.stop(true).await;
         let _ = servers.await;
+        // The controller's pending events are written before the store closes.
+        background.cancel();
+        let _ = control_task.await;
         // The last senders: once they are gone the writer drains the queue and returns.
         drop(proxy_state);
         drop(recorder);

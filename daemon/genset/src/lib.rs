@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod provision;
 pub mod proxy;
 pub mod record;
+pub mod route;
 pub mod store;
 pub mod util;
 

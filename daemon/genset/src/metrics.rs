@@ -18,6 +18,9 @@ pub struct Metrics {
     pub recorder_queue_depth: IntGauge,
     pub recorder_batch_seconds: prometheus::Histogram,
     pub retention_deleted: IntCounter,
+    pub upstream_attempts: IntCounterVec,
+    pub failed_attempts: IntCounterVec,
+    pub rescued: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] =
@@ -46,6 +49,21 @@ impl Metrics {
             HistogramOpts::new("recorder_batch_seconds", "Time to write one batch of exchanges").buckets(LATENCY_BUCKETS.to_vec()),
         )?;
         let retention_deleted = IntCounter::new("retention_deleted_total", "Exchanges deleted by the retention task")?;
+        let upstream_attempts = IntCounterVec::new(
+            Opts::new("upstream_attempts_total", "Requests sent to a cloud upstream, retries and fallbacks included"),
+            &["upstream"],
+        )?;
+        let failed_attempts = IntCounterVec::new(
+            Opts::new("failed_attempts_total", "Attempts that failed and were followed by another step (never counted as requests)"),
+            &["served_by", "error"],
+        )?;
+        let rescued = IntCounterVec::new(
+            Opts::new("rescued_total", "Client requests answered by a later step: fallback, continuation, cut-off, local-policy"),
+            &["rescue", "served_by"],
+        )?;
+        registry.register(Box::new(upstream_attempts.clone()))?;
+        registry.register(Box::new(failed_attempts.clone()))?;
+        registry.register(Box::new(rescued.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(ttfb.clone()))?;
@@ -66,10 +84,20 @@ impl Metrics {
             recorder_queue_depth,
             recorder_batch_seconds,
             retention_deleted,
+            upstream_attempts,
+            failed_attempts,
+            rescued,
         })
     }
 
     pub fn observe_exchange(&self, ex: &Exchange) {
+        if !ex.attempt.final_attempt {
+            self.failed_attempts.with_label_values(&[&*ex.served_by, ex.error.unwrap_or("error")]).inc();
+            return;
+        }
+        if let Some(r) = ex.attempt.rescue {
+            self.rescued.with_label_values(&[r, &*ex.served_by]).inc();
+        }
         let api = api_label(ex.api);
         let status = match ex.status {
             200..=299 => "2xx",

@@ -160,7 +160,16 @@ impl LlamaEngine {
                 let t = self.template.as_ref().ok_or_else(|| {
                     EngineError::Unsupported("chat: the model has no chat template (configure chat_template)".into())
                 })?;
-                t.render(&self.model, messages, tools)?
+                // A trailing assistant turn is a prefill: the answer continues it (how genset
+                // rescues a stream cut mid-answer, and Anthropic's prefill semantics).
+                match messages.split_last() {
+                    Some((last, rest)) if last.role == "assistant" && !rest.is_empty() && last.tool_calls.is_none() => {
+                        let mut text = t.render(&self.model, rest, tools)?;
+                        text.push_str(&last.content);
+                        text
+                    }
+                    _ => t.render(&self.model, messages, tools)?,
+                }
             }
             Prompt::Text(t) => t.clone(),
         };

@@ -8,7 +8,7 @@ CREATE TABLE upstream_state (
 -- One client request may take several upstream attempts: they share request_id; only the row
 -- with final_attempt = 1 is what the client got (failed attempts are never completions).
 ALTER TABLE exchanges ADD COLUMN request_id TEXT;
-ALTER TABLE exchanges ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE exchanges ADD COLUMN attempt BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE exchanges ADD COLUMN final_attempt BOOLEAN NOT NULL DEFAULT TRUE;
 -- none | fallback | continuation | local-policy
 ALTER TABLE exchanges ADD COLUMN rescue TEXT;

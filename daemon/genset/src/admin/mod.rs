@@ -28,6 +28,7 @@ pub struct AdminState {
     pub proxy_addr: std::net::SocketAddr,
     pub admin_addr: std::net::SocketAddr,
     pub models: genset_engine::EngineRegistry,
+    pub controller: Arc<crate::control::Controller>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -43,6 +44,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/keys/{id}", web::delete().to(revoke_key))
         .route("/api/v1/events", web::get().to(events))
         .route("/api/v1/models", web::get().to(models))
+        .route("/api/v1/failover", web::get().to(failover))
+        .route("/api/v1/mode", web::get().to(failover))
+        .route("/api/v1/mode", web::post().to(set_mode))
         .default_service(web::to(|req: HttpRequest| async move {
             ApiError::new(ErrorKind::NotFound, format!("unknown admin path {} {}", req.method(), req.path())).render(Flavor::OpenAi)
         }));
@@ -100,6 +104,32 @@ async fn metrics(st: web::Data<AdminState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(st.metrics.render())
 }
 
+/// The controller: mode, each upstream's breaker with its evidence.
+async fn failover(req: HttpRequest, st: web::Data<AdminState>) -> Result<HttpResponse> {
+    authorize(&req, &st)?;
+    Ok(HttpResponse::Ok().json(st.controller.snapshot()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeBody {
+    mode: String,
+    reason: String,
+    /// Who asked (gensetctl sends user@host); recorded with the event.
+    actor: Option<String>,
+}
+
+/// The operator's flip: `{"mode": "force-local", "reason": "..."}`.
+async fn set_mode(req: HttpRequest, st: web::Data<AdminState>, body: web::Bytes) -> Result<HttpResponse> {
+    authorize(&req, &st)?;
+    let b: ModeBody = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("expected {{\"mode\", \"reason\"}}: {e}")))?;
+    let mode: crate::control::Mode = b.mode.parse().map_err(|e: String| ApiError::invalid(e).with_param("mode"))?;
+    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    let actor = format!("{} (admin API token, from {peer})", b.actor.as_deref().unwrap_or("unknown").chars().take(100).collect::<String>());
+    let state = st.controller.set_mode(mode, &b.reason, &actor).map_err(|e| ApiError::invalid(e).with_param("reason"))?;
+    Ok(HttpResponse::Ok().json(json!({"mode": state, "effective": st.controller.effective()})))
+}
+
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"ok": true}))
 }
@@ -113,7 +143,7 @@ async fn status(req: HttpRequest, st: web::Data<AdminState>) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": st.started.elapsed().as_secs(),
-        "mode": "cloud",
+        "mode": st.controller.effective(),
         "listen": {"proxy": st.proxy_addr.to_string(), "admin": st.admin_addr.to_string()},
         "store": {"backend": st.store.backend(), "exchanges": exchanges},
         "recording": {

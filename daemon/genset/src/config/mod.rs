@@ -48,6 +48,7 @@ pub struct Config {
     pub models: Vec<crate::config::ModelConfig>,
     pub telemetry: TelemetryConfig,
     pub failover: FailoverConfig,
+    pub evaluation: EvaluationConfig,
     /// `[routing] default_chain`: for traffic no use case claims.
     pub default_chain: Option<Vec<ChainStep>>,
 }
@@ -153,6 +154,30 @@ pub struct UseCaseConfig {
     pub local_ready: bool,
     pub on_context_overflow: Option<String>,
     pub local_rate: Option<Rate>,
+    pub eval: UseCaseEval,
+}
+
+/// How a use case's local answers are tested and judged.
+#[derive(Debug, Clone)]
+pub struct UseCaseEval {
+    pub kind: genset_eval::Kind,
+    pub labels: Vec<String>,
+    pub thresholds: genset_eval::Thresholds,
+    /// Serve locally on a `marginal` verdict.
+    pub serve_marginal: bool,
+    pub local_system_prompt: Option<String>,
+    pub canaries: Vec<genset_eval::Canary>,
+}
+
+/// `[evaluation]`, validated.
+#[derive(Debug, Clone)]
+pub struct EvaluationConfig {
+    pub enabled: bool,
+    pub interval: Duration,
+    pub replays_per_round: usize,
+    pub window: Duration,
+    pub timeout: Duration,
+    pub webhook: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -430,6 +455,24 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
             }
         }
         let local_rate = uc.local_rate.as_deref().map(|r| Rate::parse(&p("local_rate"), r)).transpose()?;
+        let kind = match uc.kind.as_deref().unwrap_or("generation") {
+            "classification" => genset_eval::Kind::Classification,
+            "extraction" => genset_eval::Kind::Extraction,
+            "generation" => genset_eval::Kind::Generation,
+            "custom" => genset_eval::Kind::Custom,
+            o => return Err(ConfigError::new(p("kind"), format!("unknown kind {o:?}: expected classification, extraction, generation or custom"))),
+        };
+        let thresholds = uc.readiness.unwrap_or_default();
+        thresholds.validate().map_err(|m| ConfigError::new(p("readiness"), m))?;
+        for (j, c) in uc.canaries.iter().enumerate() {
+            c.validate().map_err(|m| ConfigError::new(format!("use_cases[{i}].canaries[{j}]"), m))?;
+        }
+        let serve_marginal = match uc.on_marginal.as_deref().unwrap_or("reject") {
+            "serve" => true,
+            "reject" => false,
+            o => return Err(ConfigError::new(p("on_marginal"), format!("unknown policy {o:?}: expected serve or reject"))),
+        };
+        let eval = UseCaseEval { kind, labels: uc.labels, thresholds, serve_marginal, local_system_prompt: uc.local_system_prompt, canaries: uc.canaries };
         use_cases.push(UseCaseConfig {
             name: uc.name,
             description: uc.description,
@@ -441,6 +484,7 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
             local_ready: uc.local_ready.unwrap_or(false),
             on_context_overflow: uc.on_context_overflow,
             local_rate,
+            eval,
         });
     }
 
@@ -465,10 +509,29 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
     };
 
     let failover = failover::validate(raw.failover)?;
+    let e = &raw.evaluation;
+    let evaluation = EvaluationConfig {
+        enabled: e.enabled,
+        interval: duration("evaluation.interval", &e.interval)?,
+        replays_per_round: e.replays_per_round,
+        window: duration("evaluation.window", &e.window)?,
+        timeout: duration("evaluation.timeout", &e.timeout)?,
+        webhook: match &e.webhook {
+            Some(u) => {
+                let parsed = reqwest::Url::parse(u).map_err(|err| ConfigError::new("evaluation.webhook", format!("not an absolute URL ({err})")))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(ConfigError::new("evaluation.webhook", "must be an http:// or https:// URL"));
+                }
+                Some(u.clone())
+            }
+            None => None,
+        },
+    };
     let by_name = |n: &str| upstreams.iter().position(|u| u.name == n);
     let default_chain = raw.routing.default_chain.as_ref().map(|c| failover::chain("routing.default_chain", c, &by_name, &raw.models)).transpose()?;
 
     Ok(Config {
+        evaluation,
         failover,
         default_chain,
         source: source.to_path_buf(),

@@ -28,6 +28,38 @@ pub struct RawConfig {
     pub telemetry: RawTelemetry,
     #[serde(default)]
     pub failover: RawFailover,
+    #[serde(default)]
+    pub evaluation: RawEvaluation,
+}
+
+/// `[evaluation]`: continuous testing of the local models on recorded traffic and canaries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEvaluation {
+    pub enabled: bool,
+    /// Time between evaluation rounds.
+    pub interval: String,
+    /// Recorded exchanges replayed per use case and round.
+    pub replays_per_round: usize,
+    /// Readiness is computed over this rolling window.
+    pub window: String,
+    /// Longest one local answer may take during evaluation.
+    pub timeout: String,
+    /// POSTed a JSON body when a use case's readiness verdict changes.
+    pub webhook: Option<String>,
+}
+
+impl Default for RawEvaluation {
+    fn default() -> Self {
+        RawEvaluation {
+            enabled: true,
+            interval: "10m".into(),
+            replays_per_round: 20,
+            window: "7d".into(),
+            timeout: "120s".into(),
+            webhook: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,6 +234,20 @@ pub struct RawUseCase {
     pub on_context_overflow: Option<String>,
     /// Local serving limit for this use case, e.g. "600/min".
     pub local_rate: Option<String>,
+    /// How local answers are scored: classification | extraction | generation | custom.
+    pub kind: Option<String>,
+    /// Known labels (classification).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Readiness thresholds (ready_score, marginal_score, min_samples, p95_latency_ms, ...).
+    pub readiness: Option<genset_eval::Thresholds>,
+    /// With a `marginal` verdict: serve locally anyway ("serve") or reject ("reject", default).
+    pub on_marginal: Option<String>,
+    /// Replaces the system prompt when the local model answers (its local profile).
+    pub local_system_prompt: Option<String>,
+    /// Provisioned test cases.
+    #[serde(default)]
+    pub canaries: Vec<genset_eval::Canary>,
 }
 
 /// `[failover]`: how genset tells a cut-off from a blip, and how it rescues requests.

@@ -99,6 +99,23 @@ pub struct Health {
 }
 
 impl Health {
+    /// A health outside any controller, never routable.
+    pub fn detached(cfg: Arc<UpstreamConfig>) -> Arc<Health> {
+        let mut b = Breaker::new(crate::config::BreakerConfig::default(), 1);
+        b.record(0, &Outcome::CutOff("unknown upstream".into()), Source::Request);
+        Arc::new(Health {
+            name: cfg.name.clone(),
+            api: cfg.api,
+            config: ArcSwap::new(cfg),
+            breaker: Mutex::new(b),
+            routable: AtomicBool::new(false),
+            rejected_keys: Mutex::new(VecDeque::new()),
+            last_probe: Mutex::new(None),
+            probing: AtomicBool::new(false),
+            next_probe_ms: AtomicU64::new(u64::MAX),
+        })
+    }
+
     /// Whether live requests may go to this upstream now (one atomic load).
     #[inline]
     pub fn routable(&self) -> bool {
@@ -121,8 +138,18 @@ enum Write {
     Meta { key: &'static str, value: String },
 }
 
+/// A use case's measured readiness as the request path sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadinessVerdict {
+    pub verdict: genset_eval::Verdict,
+    /// The first reason, for error messages.
+    pub reason: String,
+}
+
 pub struct Controller {
     healths: ArcSwap<Vec<Arc<Health>>>,
+    /// Per use case, the evaluator's latest verdict.
+    verdicts: ArcSwap<std::collections::HashMap<String, ReadinessVerdict>>,
     mode: ArcSwap<ModeState>,
     cfg: ArcSwap<FailoverConfig>,
     writes: mpsc::Sender<Write>,
@@ -176,6 +203,7 @@ impl Controller {
         let (changed, _) = watch::channel(0);
         let c = Arc::new(Controller {
             healths: ArcSwap::from_pointee(Vec::new()),
+            verdicts: ArcSwap::from_pointee(Default::default()),
             mode: ArcSwap::from_pointee(mode),
             cfg: ArcSwap::from_pointee(cfg.failover.clone()),
             writes: tx,
@@ -237,6 +265,20 @@ impl Controller {
             })
             .collect();
         self.healths.store(Arc::new(healths));
+    }
+
+    /// The evaluator's latest verdict for a use case.
+    pub fn verdict(&self, use_case: &str) -> Option<ReadinessVerdict> {
+        self.verdicts.load().get(use_case).cloned()
+    }
+
+    /// Publish a use case's verdict (the evaluator calls this; the failover policy reads it).
+    pub fn set_verdict(&self, use_case: &str, v: ReadinessVerdict) {
+        self.verdicts.rcu(|m| {
+            let mut m = (**m).clone();
+            m.insert(use_case.to_string(), v.clone());
+            m
+        });
     }
 
     /// The health of the upstream named `name`.

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::{Method, header};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 
-use crate::api::error::{ApiError, ErrorKind, ErrorSource, Flavor};
+use crate::api::error::{ApiError, ErrorKind, Flavor};
 use crate::auth::{KeyBook, VIRTUAL_KEY_PREFIX, VirtualKey, plain_sha256};
 use crate::record::{Capture, Ending, Exchange, Recorder, now_ms};
 pub use routing::{Routing, Upstream};
@@ -29,6 +29,7 @@ pub struct ProxyState {
     pub keys: Arc<KeyBook>,
     /// Local models, when any are configured.
     pub local: Option<Arc<crate::local_route::LocalRoute>>,
+    pub controller: Arc<crate::control::Controller>,
 }
 
 /// One inbound route.
@@ -142,6 +143,7 @@ async fn handle(req: HttpRequest, payload: web::Payload, state: web::Data<ProxyS
             virtual_key_id: None,
             ttfb: None,
             total: Default::default(),
+            attempt: Default::default(),
         },
     };
 
@@ -222,95 +224,20 @@ async fn handle(req: HttpRequest, payload: web::Payload, state: web::Data<ProxyS
         );
     }
 
-    // 6. Which upstream.
-    let upstream = match routing.pick_upstream(flavor, use_case_idx, virtual_key.as_ref()) {
-        Ok(u) => u,
-        Err(e) => return pending.reject(recorder, e),
+    // 6. The fallback chain: plan, attempts, rescue (route::exec).
+    let inbound = crate::route::exec::Inbound {
+        ep,
+        flavor,
+        model: pending.ex.model.clone(),
+        stream: pending.ex.stream,
+        headers: req.headers().clone(),
+        query: req.uri().query().map(str::to_string),
+        key_hash: pending.ex.client_key_hash.clone(),
+        virtual_key,
+        use_case: use_case_idx,
+        body,
     };
-    if upstream.config.api_key.is_some() && virtual_key.is_none() {
-        return pending.reject(
-            recorder,
-            ApiError::new(
-                ErrorKind::Authentication,
-                format!("upstream {:?} uses genset's own credential: authenticate with a genset virtual key (gk-...)", upstream.config.name),
-            )
-            .with_code("invalid_api_key"),
-        );
-    }
-    if upstream.config.api_key.is_none() && virtual_key.is_some() {
-        return pending.reject(
-            recorder,
-            ApiError::new(
-                ErrorKind::Authentication,
-                format!("upstream {:?} passes client keys through and holds no credential for virtual keys", upstream.config.name),
-            )
-            .with_code("invalid_api_key"),
-        );
-    }
-    pending.ex.served_by = upstream.tag.clone();
-
-    // 7. Forward.
-    let mut url = upstream.url_for(ep.path);
-    if let Some(q) = req.uri().query() {
-        url.push('?');
-        url.push_str(q);
-    }
-    let method = if ep.has_body { reqwest::Method::POST } else { reqwest::Method::GET };
-    let mut rb = upstream.client().request(method, &url);
-    rb = rb.headers(forward_headers(&req, &upstream, virtual_key.is_some()));
-    if ep.has_body {
-        rb = rb.body(body);
-    }
-    let resp = match rb.send().await {
-        Ok(r) => r,
-        Err(e) => {
-            let (kind, what) = if e.is_timeout() {
-                (ErrorKind::Timeout, "did not answer in time")
-            } else if e.is_connect() {
-                (ErrorKind::UpstreamUnavailable, "is unreachable (connection failed)")
-            } else {
-                (ErrorKind::UpstreamUnavailable, "failed before answering")
-            };
-            tracing::warn!(upstream = %upstream.config.name, error = %crate::util::error_chain(&e), "upstream request failed");
-            let err = ApiError::new(kind, format!("upstream {:?} {what}", upstream.config.name))
-                .with_code("upstream_unavailable")
-                .with_source(ErrorSource::Upstream);
-            let mut r = pending.reject(recorder, err);
-            r.headers_mut().insert(
-                header::HeaderName::from_static("x-genset-served-by"),
-                header::HeaderValue::from_static("genset"),
-            );
-            return r;
-        }
-    };
-
-    // 8. Stream back, recording on the way.
-    let status = resp.status().as_u16();
-    pending.ex.status = status;
-    let mut builder = HttpResponseBuilder::new(actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY));
-    let mut content_length: Option<u64> = None;
-    for (name, value) in resp.headers() {
-        let n = name.as_str();
-        if n == "content-length" {
-            content_length = value.to_str().ok().and_then(|v| v.parse().ok());
-            continue;
-        }
-        if is_hop_by_hop(n) {
-            continue;
-        }
-        if n == "content-type" && value.as_bytes().starts_with(b"text/event-stream") {
-            pending.ex.sse = true;
-        }
-        builder.append_header((n, value.as_bytes()));
-    }
-    builder.insert_header(("x-genset-served-by", &*upstream.tag));
-    builder.insert_header(("x-genset-use-case", &*pending.ex.use_case));
-    let stream = resp.bytes_stream().map_err(|e| std::io::Error::other(crate::util::error_chain(&e)));
-    let tee = tee::Tee::new(Box::pin(stream), pending.ex, recorder.clone(), started);
-    match content_length {
-        Some(len) => builder.body(actix_web::body::SizedStream::new(len, tee)),
-        None => builder.streaming(tee),
-    }
+    crate::route::exec::run(&state, &req, inbound, pending.ex, started).await
 }
 
 fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
@@ -367,47 +294,4 @@ pub fn is_hop_by_hop(name: &str) -> bool {
         name,
         "connection" | "keep-alive" | "proxy-authenticate" | "proxy-authorization" | "te" | "trailer" | "trailers" | "transfer-encoding" | "upgrade"
     )
-}
-
-/// Request headers for the upstream: the client's, less hop-by-hop, host, length, encoding
-/// negotiation and genset's own; the credential swapped in for virtual keys.
-fn forward_headers(req: &HttpRequest, upstream: &Upstream, swap_credential: bool) -> reqwest::header::HeaderMap {
-    use reqwest::header::{HeaderName, HeaderValue};
-    let mut out = reqwest::header::HeaderMap::with_capacity(req.headers().len() + 2);
-    let connection_listed: Vec<String> = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-        .collect();
-    for (name, value) in req.headers() {
-        let n = name.as_str();
-        if is_hop_by_hop(n)
-            || matches!(n, "host" | "content-length" | "accept-encoding")
-            || n.starts_with("x-genset-")
-            || connection_listed.iter().any(|c| c == n)
-            || (swap_credential && matches!(n, "authorization" | "x-api-key"))
-        {
-            continue;
-        }
-        if let (Ok(hn), Ok(hv)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_bytes(value.as_bytes())) {
-            out.append(hn, hv);
-        }
-    }
-    if swap_credential && let Some(key) = &upstream.config.api_key {
-        let (name, value) = match upstream.config.api {
-            Flavor::OpenAi => ("authorization", format!("Bearer {}", key.expose())),
-            Flavor::Anthropic => ("x-api-key", key.expose().to_string()),
-        };
-        if let Ok(mut hv) = HeaderValue::from_str(&value) {
-            hv.set_sensitive(true);
-            out.insert(HeaderName::from_static(name), hv);
-        }
-    }
-    if upstream.config.api == Flavor::Anthropic && !out.contains_key("anthropic-version") {
-        if let Ok(hv) = HeaderValue::from_str(&upstream.config.anthropic_version) {
-            out.insert(HeaderName::from_static("anthropic-version"), hv);
-        }
-    }
-    out
 }

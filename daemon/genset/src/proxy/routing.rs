@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, RateLimiter};
+
 use crate::api::error::{ApiError, ErrorKind, Flavor};
 use crate::auth::VirtualKey;
 use crate::classify::Classifier;
-use crate::config::{Config, UpstreamConfig};
+use crate::config::{ChainStep, Config, FailoverConfig, OnCutoff, RoutingPolicy, UpstreamConfig};
+use crate::control::{Controller, Health};
 
 /// A cloud upstream. Each proxy worker thread gets its own connection pool for it (see
 /// [`Upstream::client`]): a pooled connection is driven by the runtime that opened it, so a
@@ -22,17 +25,19 @@ pub struct Upstream {
     pub tag: Arc<str>,
     /// The URL that inbound `/v1/...` paths are appended to, without `/v1`.
     api_root: String,
+    /// Its breaker and failover state (kept across reloads by the controller).
+    pub health: Arc<Health>,
 }
 
 impl Upstream {
-    pub fn new(config: Arc<UpstreamConfig>) -> Result<Self, reqwest::Error> {
+    pub fn new(config: Arc<UpstreamConfig>, health: Arc<Health>) -> Result<Self, reqwest::Error> {
         // Fail at configuration time, not on the first request.
         build_client(&config)?;
         // OpenAI's convention puts the version in the base URL (".../v1"); Anthropic's SDK
         // base URL has none. Either way inbound "/v1/x" maps to "<root>/v1/x".
         let api_root = config.base_url.strip_suffix("/v1").unwrap_or(&config.base_url).to_string();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        Ok(Upstream { tag: Arc::from(format!("cloud:{}", config.name)), config, id, api_root })
+        Ok(Upstream { tag: Arc::from(format!("cloud:{}", config.name)), config, id, api_root, health })
     }
 
     /// This thread's client (connection pool) for this upstream.
@@ -80,8 +85,35 @@ fn build_client(config: &UpstreamConfig) -> Result<reqwest::Client, reqwest::Err
         .build()
 }
 
+/// One step of a resolved fallback chain.
+#[derive(Clone)]
+pub enum Step {
+    Cloud(Arc<Upstream>),
+    /// A local model by name.
+    Local(Arc<str>),
+}
+
+/// A use case's failover policy, resolved.
+pub struct Policy {
+    /// Empty: the routing default.
+    pub chain: Vec<Step>,
+    pub on_cutoff: OnCutoff,
+    pub routing: RoutingPolicy,
+    pub local_ready: bool,
+    pub serve_marginal: bool,
+    pub on_context_overflow: Option<String>,
+    pub local_limit: Option<DefaultDirectRateLimiter>,
+}
+
 pub struct Routing {
     pub classifier: Classifier,
+    /// Per use case (the classifier's index).
+    pub policies: Vec<Policy>,
+    /// `[routing] default_chain`.
+    pub default_chain: Option<Vec<Step>>,
+    pub failover: FailoverConfig,
+    /// Local serving limit per client key (virtual key id or key hash).
+    pub local_limit_per_key: Option<DefaultKeyedRateLimiter<String>>,
     pub upstreams: Vec<Arc<Upstream>>,
     /// Per use case (same index as the classifier's), its upstream if configured.
     use_case_upstream: Vec<Option<usize>>,
@@ -93,9 +125,42 @@ pub struct Routing {
 }
 
 impl Routing {
-    pub fn new(cfg: &Config) -> Result<Self, reqwest::Error> {
-        let upstreams = cfg.upstreams.iter().map(|u| Upstream::new(u.clone()).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
+    pub fn new(cfg: &Config, controller: &Controller) -> Result<Self, reqwest::Error> {
+        let upstreams = cfg
+            .upstreams
+            .iter()
+            .map(|u| {
+                let health = controller.health(&u.name).unwrap_or_else(|| unreachable_health(u));
+                Upstream::new(u.clone(), health).map(Arc::new)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let resolve = |chain: &[ChainStep]| -> Vec<Step> {
+            chain
+                .iter()
+                .filter_map(|s| match s {
+                    ChainStep::Upstream(i) => upstreams.get(*i).cloned().map(Step::Cloud),
+                    ChainStep::Local(m) => Some(Step::Local(Arc::from(m.as_str()))),
+                })
+                .collect()
+        };
+        let policies = cfg
+            .use_cases
+            .iter()
+            .map(|u| Policy {
+                chain: resolve(&u.chain),
+                on_cutoff: u.on_cutoff,
+                routing: u.routing,
+                local_ready: u.local_ready,
+                serve_marginal: u.eval.serve_marginal,
+                on_context_overflow: u.on_context_overflow.clone(),
+                local_limit: u.local_rate.map(|r| RateLimiter::direct(r.quota())),
+            })
+            .collect();
         Ok(Routing {
+            policies,
+            default_chain: cfg.default_chain.as_deref().map(resolve),
+            failover: cfg.failover.clone(),
+            local_limit_per_key: cfg.failover.local_rate_per_key.map(|r| RateLimiter::keyed(r.quota())),
             classifier: Classifier::new(cfg),
             upstreams,
             use_case_upstream: cfg.use_cases.iter().map(|u| u.upstream).collect(),
@@ -130,4 +195,11 @@ impl Routing {
                     .with_code("no_upstream")
             })
     }
+}
+
+/// A health for an upstream the controller does not know (cannot happen when the controller
+/// was built from the same configuration); never routable.
+fn unreachable_health(u: &Arc<UpstreamConfig>) -> Arc<Health> {
+    tracing::error!(upstream = %u.name, "no health state for this upstream; treating it as down");
+    Health::detached(u.clone())
 }

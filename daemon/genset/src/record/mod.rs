@@ -97,6 +97,28 @@ pub struct Exchange {
     pub virtual_key_id: Option<Arc<str>>,
     pub ttfb: Option<Duration>,
     pub total: Duration,
+    /// Where this row sits among the attempts behind one client request.
+    pub attempt: AttemptInfo,
+}
+
+/// One client request may take several upstream attempts (retries, fallbacks, a
+/// continuation): they share `request_id`; only the final one is what the client got.
+#[derive(Debug, Clone)]
+pub struct AttemptInfo {
+    pub request_id: Option<Arc<str>>,
+    /// 0 for the first attempt.
+    pub attempt: u32,
+    pub final_attempt: bool,
+    /// `fallback`, `continuation` or `local-policy` when the answer did not come from the first step.
+    pub rescue: Option<&'static str>,
+    /// The controller's mode when the request arrived.
+    pub mode: Option<&'static str>,
+}
+
+impl Default for AttemptInfo {
+    fn default() -> Self {
+        AttemptInfo { request_id: None, attempt: 0, final_attempt: true, rescue: None, mode: None }
+    }
 }
 
 /// The handle the request path records through. Cloning is cheap.
@@ -122,6 +144,10 @@ impl Recorder {
         let (tx, rx) = mpsc::channel(capacity);
         let stats = Arc::new(RecorderStats::default());
         (Recorder { tx, metrics, stats, capacity, body_cap }, rx)
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Most body bytes kept per direction.

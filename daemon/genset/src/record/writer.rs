@@ -119,7 +119,7 @@ pub fn to_row(ex: Exchange, mode: RedactMode) -> NewExchange {
     // A response counts as completed when it was delivered whole and, for a stream, its
     // terminal event was seen; an error answer is complete but not a success.
     let body_complete = re.as_ref().is_some_and(|r| r.complete) || (resp.is_empty() && ex.status == 204);
-    let completed = ex.ending == Ending::Delivered && body_complete && !ex.response.truncated();
+    let completed = ex.ending == Ending::Delivered && body_complete && !ex.response.truncated() && ex.attempt.final_attempt;
     let error = match (ex.error, ex.ending) {
         (Some(e), _) => Some(e.to_string()),
         (None, Ending::ClientGone) => Some("client_disconnected".into()),
@@ -156,5 +156,10 @@ pub fn to_row(ex: Exchange, mode: RedactMode) -> NewExchange {
         response_bytes: ex.response.total as i64,
         truncated: ex.request.truncated() || ex.response.truncated(),
         prompt_fingerprint: fingerprint,
+        request_id: ex.attempt.request_id.map(|r| r.to_string()),
+        attempt: i64::from(ex.attempt.attempt),
+        final_attempt: ex.attempt.final_attempt,
+        rescue: ex.attempt.rescue.map(str::to_string),
+        mode: ex.attempt.mode.map(str::to_string),
     }
 }

@@ -40,4 +40,13 @@ impl Store {
             Ok(q.build_query_as::<(String,)>().fetch_optional(p).await?.map(|r| r.0))
         })
     }
+
+    /// Passthrough keys (salted hashes) the cloud accepted since `since_ms`, with when it last did.
+    pub async fn list_accepted_keys(&self, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self, p => {
+            let mut q = QueryBuilder::<DB>::new("SELECT key_hash, last_seen_ms FROM client_keys WHERE accepted > 0 AND last_seen_ms >= ");
+            q.push_bind(since_ms);
+            Ok(q.build_query_as::<(String, i64)>().fetch_all(p).await?)
+        })
+    }
 }

@@ -73,6 +73,11 @@ pub struct NewExchange {
     pub response_bytes: i64,
     pub truncated: bool,
     pub prompt_fingerprint: Option<String>,
+    pub request_id: Option<String>,
+    pub attempt: i64,
+    pub final_attempt: bool,
+    pub rescue: Option<String>,
+    pub mode: Option<String>,
 }
 
 /// One exchange as read back.
@@ -101,6 +106,11 @@ pub struct ExchangeRecord {
     pub response_bytes: i64,
     pub truncated: bool,
     pub prompt_fingerprint: Option<String>,
+    pub request_id: Option<String>,
+    pub attempt: i64,
+    pub final_attempt: bool,
+    pub rescue: Option<String>,
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -155,7 +165,7 @@ pub struct EventRow {
 
 const EXCHANGE_COLUMNS: &str = "id, ts_ms, api, endpoint, use_case, served_by, model, status, stream, completed, error, \
     client_key_hash, virtual_key_id, ttfb_ms, total_ms, prompt_tokens, completion_tokens, request_body, response_body, \
-    request_bytes, response_bytes, truncated, prompt_fingerprint";
+    request_bytes, response_bytes, truncated, prompt_fingerprint, request_id, attempt, final_attempt, rescue, mode";
 
 impl Store {
     /// Open (creating a SQLite file and its folder if needed) and migrate.
@@ -232,7 +242,8 @@ impl Store {
                 let mut q = QueryBuilder::<DB>::new(
                     "INSERT INTO exchanges (ts_ms, api, endpoint, use_case, served_by, model, status, stream, completed, error, \
                      client_key_hash, virtual_key_id, ttfb_ms, total_ms, prompt_tokens, completion_tokens, request_body, \
-                     response_body, request_bytes, response_bytes, truncated, prompt_fingerprint) ",
+                     response_body, request_bytes, response_bytes, truncated, prompt_fingerprint, request_id, attempt, final_attempt, \
+                     rescue, mode) ",
                 );
                 q.push_values(chunk, |mut b, r| {
                     b.push_bind(r.ts_ms)
@@ -256,7 +267,12 @@ impl Store {
                         .push_bind(r.request_bytes)
                         .push_bind(r.response_bytes)
                         .push_bind(r.truncated)
-                        .push_bind(&r.prompt_fingerprint);
+                        .push_bind(&r.prompt_fingerprint)
+                        .push_bind(&r.request_id)
+                        .push_bind(r.attempt)
+                        .push_bind(r.final_attempt)
+                        .push_bind(&r.rescue)
+                        .push_bind(&r.mode);
                 });
                 q.build().execute(&mut *tx).await?;
             }
