@@ -37,6 +37,8 @@ pub enum ErrorKind {
     RateLimited,
     Overloaded,
     UpstreamUnavailable,
+    /// The cloud is cut off and this request may not be served otherwise (503).
+    CutOff,
     Timeout,
     Internal,
 }
@@ -53,6 +55,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            ErrorKind::CutOff => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -69,6 +72,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate_limit_error",
             ErrorKind::Overloaded => "overloaded_error",
             ErrorKind::UpstreamUnavailable | ErrorKind::Timeout => "upstream_error",
+            ErrorKind::CutOff => "service_unavailable",
             ErrorKind::Internal => "server_error",
         }
     }
@@ -82,7 +86,7 @@ impl ErrorKind {
             ErrorKind::RequestTooLarge => "request_too_large",
             ErrorKind::RateLimited => "rate_limit_error",
             ErrorKind::Overloaded => "overloaded_error",
-            ErrorKind::UpstreamUnavailable | ErrorKind::Timeout | ErrorKind::Internal => "api_error",
+            ErrorKind::UpstreamUnavailable | ErrorKind::CutOff | ErrorKind::Timeout | ErrorKind::Internal => "api_error",
         }
     }
 
@@ -98,6 +102,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::UpstreamUnavailable => "upstream_unavailable",
+            ErrorKind::CutOff => "cloud_cut_off",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Internal => "internal",
         }
@@ -118,7 +123,7 @@ pub struct ApiError {
 impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
         let source = match kind {
-            ErrorKind::UpstreamUnavailable | ErrorKind::Timeout => ErrorSource::Upstream,
+            ErrorKind::UpstreamUnavailable | ErrorKind::CutOff | ErrorKind::Timeout => ErrorSource::Upstream,
             ErrorKind::Internal | ErrorKind::Overloaded => ErrorSource::Internal,
             _ => ErrorSource::Downstream,
         };

@@ -232,6 +232,20 @@ impl Breaker {
         out
     }
 
+    /// Open at once on definitive evidence (several accepted client keys rejected together).
+    pub fn trip(&mut self, now: i64, cause: String) -> Vec<Transition> {
+        let mut out = Vec::new();
+        self.evidence.push_back(Evidence { ts_ms: now, outcome: "cut-off".into(), detail: cause.clone(), source: "request".into() });
+        while self.evidence.len() > EVIDENCE_KEPT {
+            self.evidence.pop_front();
+        }
+        if self.state != State::Open {
+            self.open(now, cause, &mut out);
+        }
+        self.tick_into(now, &mut out);
+        out
+    }
+
     /// Let time pass: open -> half-open, the failover flag's hysteresis.
     pub fn tick(&mut self, now: i64) -> Vec<Transition> {
         let mut out = Vec::new();

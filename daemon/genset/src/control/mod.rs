@@ -362,10 +362,12 @@ impl Controller {
                 let distinct = keys.len() as u32;
                 if distinct >= cfg.breaker.distinct_key_rejections {
                     keys.clear();
-                    Outcome::CutOff(format!("{distinct} distinct client keys the cloud accepted before were rejected (401/403)"))
-                } else {
-                    return;
+                    drop(keys);
+                    let cause = format!("{distinct} distinct client keys the cloud accepted before were rejected (401/403)");
+                    let transitions = h.breaker.lock().trip(now, cause);
+                    self.apply(h, now, transitions);
                 }
+                return;
             }
             (o, _) => o.clone(),
         };

@@ -125,7 +125,7 @@ pub async fn run(state: &ProxyState, req: &HttpRequest, inbound: Inbound, mut ex
         }
         if let Planned::Queue = planned {
             let e = ApiError::new(
-                ErrorKind::UpstreamUnavailable,
+                ErrorKind::CutOff,
                 format!(
                     "the cloud is cut off and did not come back within {} (use case {:?}, on_cutoff = \"queue\"). Retry later.",
                     humantime::format_duration(env.routing.failover.queue_timeout),

@@ -176,7 +176,7 @@ fn cutoff_error(i: &Input<'_>, policy: Option<&Policy>, what: &str, forced: bool
         msg.push_str(&format!("; unavailable upstreams: {}", down.join(", ")));
     }
     msg.push_str(". Retry later.");
-    ApiError::new(ErrorKind::UpstreamUnavailable, msg)
+    ApiError::new(ErrorKind::CutOff, msg)
         .with_code("cloud_cut_off")
         .with_retry_after(i.routing.failover.breaker.open_base)
 }

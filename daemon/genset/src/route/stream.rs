@@ -152,6 +152,7 @@ pub async fn relay(walk: &mut Walk, up: Arc<Upstream>, resp: reqwest::Response, 
         encoder,
         transcript: Transcript::new(client_api),
         echo: SseFramer::new(),
+        terminal_only: false,
         rec: Recording { ex: Some(ex), recorder: walk.env.recorder.clone(), started: walk.started, cap: walk.env.recorder.body_cap() },
     };
     b.streaming(state.run())
@@ -181,6 +182,8 @@ struct Relay {
     /// Re-frames encoded output for the transcript.
     echo: SseFramer,
     rec: Recording,
+    /// The answer is complete but its terminal event never came: send it and end.
+    terminal_only: bool,
 }
 
 enum Next {
@@ -228,8 +231,9 @@ impl Relay {
                             self.rec.push(&b);
                             yield Ok(b);
                         }
+                        // End the HTTP body cleanly so the error event is flushed to the client;
+                        // without [DONE]/message_stop after it, no client takes it as complete.
                         self.rec.finish(Ending::UpstreamBroke, Some("stream_truncated"));
-                        yield Err(std::io::Error::other(msg));
                         break;
                     }
                 }
@@ -239,6 +243,13 @@ impl Relay {
 
     /// Read, check and forward one event.
     async fn step(&mut self) -> Next {
+        if self.terminal_only {
+            let b = match self.transcript.api() {
+                genset_translate::Api::OpenAi => Bytes::from_static(b"data: [DONE]\n\n"),
+                genset_translate::Api::Anthropic => Bytes::from_static(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+            };
+            return Next::Last(b);
+        }
         let ev = match self.src.next().await {
             Ok(Some(ev)) => ev,
             Ok(None) => return Next::Broken("the stream ended without its terminal event".into()),
@@ -283,6 +294,12 @@ impl Relay {
 
     /// Find the next step that can continue the answer and switch to it.
     async fn continue_elsewhere(&mut self) -> bool {
+        if self.transcript.finish().is_some() && !self.transcript.is_done() && !self.transcript.is_errored() {
+            // The answer is complete (its finish reason arrived); only the terminal event is
+            // missing: genset ends the stream properly.
+            self.terminal_only = true;
+            return true;
+        }
         let started = self.transcript.is_started();
         if started && !self.transcript.can_continue() {
             return false;
