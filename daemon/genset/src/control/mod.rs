@@ -146,8 +146,18 @@ pub struct ReadinessVerdict {
     pub reason: String,
 }
 
+/// A live drill's hold on some use cases: served locally, as in a cut-off, until `until_ms`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillHold {
+    pub drill_id: String,
+    pub use_cases: Vec<String>,
+    pub until_ms: i64,
+}
+
 pub struct Controller {
     healths: ArcSwap<Vec<Arc<Health>>>,
+    /// Live drills in progress (at most a few).
+    drills: ArcSwap<Vec<DrillHold>>,
     /// Per use case, the evaluator's latest verdict.
     verdicts: ArcSwap<std::collections::HashMap<String, ReadinessVerdict>>,
     mode: ArcSwap<ModeState>,
@@ -204,6 +214,7 @@ impl Controller {
         let c = Arc::new(Controller {
             healths: ArcSwap::from_pointee(Vec::new()),
             verdicts: ArcSwap::from_pointee(Default::default()),
+            drills: ArcSwap::from_pointee(Vec::new()),
             mode: ArcSwap::from_pointee(mode),
             cfg: ArcSwap::from_pointee(cfg.failover.clone()),
             writes: tx,
@@ -279,6 +290,39 @@ impl Controller {
             m.insert(use_case.to_string(), v.clone());
             m
         });
+    }
+
+    /// Put use cases under a live drill until `until_ms` (the drill module calls this; the
+    /// request path then serves them as in a cut-off). Replaces a hold with the same id.
+    pub fn hold_for_drill(&self, hold: DrillHold) {
+        self.drills.rcu(|v| {
+            let mut v: Vec<DrillHold> = v.iter().filter(|h| h.drill_id != hold.drill_id).cloned().collect();
+            v.push(hold.clone());
+            v
+        });
+        self.bump();
+    }
+
+    /// Release a drill's hold (abort or end). Returns whether it was held.
+    pub fn release_drill(&self, drill_id: &str) -> bool {
+        let before = self.drills.load().len();
+        self.drills.rcu(|v| v.iter().filter(|h| h.drill_id != drill_id).cloned().collect::<Vec<_>>());
+        self.bump();
+        self.drills.load().len() != before
+    }
+
+    /// The live drill holding this use case now, if any (expired holds do not count).
+    pub fn drill_for(&self, use_case: &str) -> Option<DrillHold> {
+        let d = self.drills.load();
+        if d.is_empty() {
+            return None;
+        }
+        let now = now_ms();
+        d.iter().find(|h| h.until_ms > now && h.use_cases.iter().any(|u| u == use_case)).cloned()
+    }
+
+    pub fn drills(&self) -> Vec<DrillHold> {
+        self.drills.load().iter().cloned().collect()
     }
 
     /// The health of the upstream named `name`.

@@ -91,7 +91,12 @@ pub async fn run(state: &ProxyState, req: &HttpRequest, inbound: Inbound, mut ex
     let request_id: Arc<str> = Arc::from(format!("{:016x}", rand::rng().random::<u64>()));
     ex.attempt.request_id = Some(request_id);
     ex.attempt.mode = Some(env.controller.effective());
-    let mode = env.controller.mode().mode;
+    let mut mode = env.controller.mode().mode;
+    if mode == Mode::Auto && env.controller.drill_for(&ex.use_case).is_some() {
+        // A live drill: the same path as a real cut-off, for this use case only.
+        mode = Mode::ForceLocal;
+        ex.attempt.mode = Some("drill");
+    }
     let inbound = Arc::new(inbound);
     let input = |routing: &Arc<Routing>| -> Result<Planned, ApiError> {
         plan::plan(&plan::Input {
