@@ -146,6 +146,8 @@ def start_gensetd(
             "recording": {"redact": redact, "retention": "30d"},
             "upstreams": upstreams,
             "use_cases": copy.deepcopy(USE_CASES if use_cases is None else use_cases),
+            # One health probe at start only: tests inspect the simulator's last request.
+            "failover": {"probe_interval": "1h"},
         }
         for k, v in (extra or {}).items():
             if isinstance(v, dict) and isinstance(cfg.get(k), dict):

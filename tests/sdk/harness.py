@@ -214,7 +214,11 @@ class Sim:
         return r.json()
 
     def last_request(self) -> dict[str, Any] | None:
-        return self.stats().get("last_request")
+        """The last API request the simulator saw, genset's health probes left out."""
+        req = self.stats().get("last_request")
+        if req and (header_of(req, "user-agent") or "").startswith("genset-probe"):
+            return None
+        return req
 
     def stop(self) -> None:
         self.http.close()

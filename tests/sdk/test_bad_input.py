@@ -152,14 +152,26 @@ def test_upstream_connection_faults(gensetd: Gensetd, sim: Sim, keys: Secrets, m
 
 @pytest.mark.parametrize("mode", ["context_length", "content_policy", "quota", "rate_limit", "http_503", "http_529"])
 def test_upstream_api_errors_pass_through(gensetd: Gensetd, sim: Sim, keys: Secrets, mode: str) -> None:
-    """The cloud's own errors reach the client as the cloud sent them (status, body, Retry-After)."""
+    """When no step of the chain can do better, the cloud's own errors reach the client as the
+    cloud sent them (status, body, Retry-After). Transient ones (429, 5xx) are retried first,
+    within failover.max_attempts; the request's own faults (context length, content policy)
+    never are."""
     extra = {"retry_after": 7} if mode == "http_503" else {}
+    transient = mode in ("rate_limit", "http_503", "http_529")
     for flavor, path, check in (OPENAI, ANTHROPIC):
         sim.fault(mode, count=1, **extra)
         direct = httpx.post(sim.url + path, json=good_body(flavor), headers=hdrs(flavor, keys), timeout=10)
         assert direct.status_code >= 400, (mode, flavor, direct.status_code)
-        sim.fault(mode, count=1, **extra)
-        r = gensetd.proxy.post(path, json=good_body(flavor), headers=hdrs(flavor, keys))
+        before = sim.stats()["by_path"].get(path, 0)
+        sim.fault(mode, **extra)  # persistent: every attempt fails the same way
+        try:
+            r = gensetd.proxy.post(path, json=good_body(flavor), headers=hdrs(flavor, keys))
+        finally:
+            sim.clear_fault()
+        attempts = sim.stats()["by_path"].get(path, 0) - before
+        # Retry-After 7 s is longer than failover.max_retry_wait: handed back at once.
+        want = 3 if transient and mode != "http_503" else 1
+        assert attempts == want, (mode, flavor, attempts)
         assert r.status_code == direct.status_code, (mode, flavor, r.status_code, r.text)
         check(r)
         assert strip_volatile(r.json()) == strip_volatile(direct.json())

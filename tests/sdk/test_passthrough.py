@@ -152,14 +152,18 @@ def test_headers_on_every_route(gensetd: Gensetd, keys: Secrets) -> None:
 
 
 def test_upstream_error_passes_through(gensetd: Gensetd, sim: Sim, keys: Secrets) -> None:
-    """An upstream 429/500 with its body and Retry-After reaches the client as the cloud sent it."""
+    """An upstream 429/500 that retries cannot get past (the fault persists, no other step in the
+    chain) reaches the client as the cloud sent it, with its body and Retry-After."""
     h = {"authorization": f"Bearer {keys.client_openai}"}
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "say: x"}]}
     for mode in ("rate_limit", "http_500"):
         sim.fault(mode, count=1)
         direct = httpx.post(sim.openai_base + "/chat/completions", json=body, headers=h, timeout=10)
-        sim.fault(mode, count=1)
-        via = gensetd.proxy.post("/v1/chat/completions", json=body, headers=h)
+        sim.fault(mode)
+        try:
+            via = gensetd.proxy.post("/v1/chat/completions", json=body, headers=h)
+        finally:
+            sim.clear_fault()
         assert via.status_code == direct.status_code >= 400, (mode, via.status_code, via.text)
         assert strip_volatile(via.json()) == strip_volatile(direct.json())
         if "retry-after" in direct.headers:

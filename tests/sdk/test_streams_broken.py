@@ -3,12 +3,14 @@ exchange is recorded with completed = false."""
 
 from __future__ import annotations
 
+import json
+
 import anthropic
 import httpx
 import openai
 import pytest
 
-from harness import Gensetd, Secrets, Sim, marker, truthy
+from harness import Gensetd, Secrets, Sim, marker, text_of, truthy
 
 # What a client may see when its stream breaks. anthropic >= 2.x ships its own httpx fork, `httpx2`.
 _errs: list[type[BaseException]] = [openai.APIError, anthropic.APIError, httpx.HTTPError]
@@ -53,50 +55,54 @@ def test_anthropic_cut_mid_stream(gensetd: Gensetd, sim: Sim, keys: Secrets) -> 
 
 
 def test_raw_cut_is_not_a_clean_end(gensetd: Gensetd, sim: Sim, keys: Secrets) -> None:
-    """At the HTTP level: the chunked body through genset must not end cleanly when the upstream's did not."""
+    """At the HTTP level: with no step left to continue the answer, the body ends with an
+    in-band error event in the API's format, and never with [DONE]."""
     sim.fault("cut_mid_stream", count=1)
     body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "say: a b c d e f g h i j"}]}
-    with pytest.raises(httpx.HTTPError):
-        with httpx.stream("POST", gensetd.openai_base + "/chat/completions", json=body,
-                          headers={"authorization": f"Bearer {keys.client_openai}"}, timeout=15) as r:
-            assert r.status_code == 200
-            for _ in r.iter_raw():
-                pass
-
-
-def test_missing_done_recorded_incomplete(gensetd: Gensetd, sim: Sim, keys: Secrets) -> None:
-    sim.fault("missing_done", count=1)
-    m = marker()
-    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": f"say: a b c {m}"}]}
     raw = b""
     try:
         with httpx.stream("POST", gensetd.openai_base + "/chat/completions", json=body,
                           headers={"authorization": f"Bearer {keys.client_openai}"}, timeout=15) as r:
+            assert r.status_code == 200
             for chunk in r.iter_raw():
                 raw += chunk
     except httpx.HTTPError:
-        pass  # ending the client's stream with an error is acceptable too
-    assert b"[DONE]" not in raw, "genset invented a [DONE] the upstream never sent"
-    row = gensetd.wait_for_marker(m)
-    assert not truthy(row["completed"]), row
+        pass
+    assert b"[DONE]" not in raw, raw
+    assert b'data: {"error"' in raw, raw
+
+
+def test_missing_done_after_the_finish_is_completed(gensetd: Gensetd, sim: Sim, keys: Secrets) -> None:
+    """The upstream sent the whole answer and its finish_reason but no [DONE]: the answer is
+    complete, so genset ends the stream properly; the upstream's attempt is recorded as broken."""
+    sim.fault("missing_done", count=1)
+    m = marker()
+    c = openai.OpenAI(base_url=gensetd.openai_base, api_key=keys.client_openai, max_retries=0)
+    text = "".join((ch.choices[0].delta.content or "") for ch in c.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": f"say: a b c {m}"}], stream=True) if ch.choices)
+    assert text == f"a b c {m}"
+    row = gensetd.wait_for_exchange(lambda it: m in text_of(it.get("request_body")) and truthy(it.get("final_attempt", True)),
+                                    what="the final row")
+    assert truthy(row["completed"]), row
     gensetd.assert_alive()
 
 
-def test_malformed_chunk_forwarded_and_recorded(gensetd: Gensetd, sim: Sim, keys: Secrets) -> None:
+def test_malformed_chunk_never_reaches_the_client(gensetd: Gensetd, sim: Sim, keys: Secrets) -> None:
+    """A malformed event from the upstream is not passed on as if valid: with nothing to continue
+    the answer, the stream ends with an in-band error and is recorded as not completed."""
     m = marker()
-    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": f"say: a b c {m}"}]}
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": f"say: a b c d e f {m}"}]}
     with httpx.Client(timeout=15) as c:
         sim.fault("malformed_chunk", count=1)
-        direct = c.post(sim.openai_base + "/chat/completions", json=body, headers={"authorization": "Bearer x"}).content
-        sim.fault("malformed_chunk", count=1)
-        try:
-            via = c.post(gensetd.openai_base + "/chat/completions", json=body, headers={"authorization": "Bearer x"}).content
-        except httpx.HTTPError:
-            via = None
-    if via is not None:
-        # pass-through: the malformed bytes are the upstream's, forwarded as they came
-        assert via.count(b"data:") == direct.count(b"data:")
-    gensetd.wait_for_marker(m)
+        via = c.post(gensetd.openai_base + "/chat/completions", json=body, headers={"authorization": f"Bearer {keys.client_openai}"}).content
+    events = [e for e in via.split(b"\n\n") if e.strip()]
+    for e in events:
+        data = e.removeprefix(b"data: ")
+        assert data == b"[DONE]" or json.loads(data) is not None, f"a malformed event reached the client: {e!r}"
+    assert b"[DONE]" not in via and b'"error"' in via, via
+    row = gensetd.wait_for_exchange(lambda it: m in text_of(it.get("request_body")) and truthy(it.get("final_attempt", True)),
+                                    what="the final row")
+    assert not truthy(row["completed"]), row
     gensetd.assert_alive()
 
 

@@ -60,6 +60,8 @@ async fn rig() -> Rig {
     rig_with("", None).await
 }
 
+/// Faults apply to chat requests only, never to the health probes.
+const CHAT: &str = "/v1/chat/completions";
 const SENTENCE: &str = "alpha beta gamma delta epsilon zeta eta theta";
 
 impl Rig {
@@ -188,7 +190,7 @@ async fn read_stream(resp: reqwest::Response) -> Seen {
 #[actix_web::test]
 async fn a_500_once_is_retried_on_the_same_upstream() {
     let r = rig().await;
-    r.primary.set_fault(Fault::new(FaultMode::Http500).count(1)).await.unwrap();
+    r.primary.set_fault(Fault::new(FaultMode::Http500).path(CHAT).count(1)).await.unwrap();
     let resp = r.chat(SENTENCE, false).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-genset-served-by"], "cloud:openai");
@@ -207,7 +209,7 @@ async fn a_500_once_is_retried_on_the_same_upstream() {
 #[actix_web::test]
 async fn a_429_with_retry_after_is_honoured() {
     let r = rig().await;
-    r.primary.set_fault(Fault::new(FaultMode::RateLimit).count(1).retry_after(1)).await.unwrap();
+    r.primary.set_fault(Fault::new(FaultMode::RateLimit).path(CHAT).count(1).retry_after(1)).await.unwrap();
     let t0 = Instant::now();
     let resp = r.chat(SENTENCE, false).await;
     assert_eq!(resp.status(), 200);
@@ -220,7 +222,7 @@ async fn a_429_with_retry_after_is_honoured() {
 #[actix_web::test]
 async fn a_429_with_a_long_retry_after_moves_to_the_backup_at_once() {
     let r = rig().await;
-    r.primary.set_fault(Fault::new(FaultMode::RateLimit).retry_after(30)).await.unwrap();
+    r.primary.set_fault(Fault::new(FaultMode::RateLimit).path(CHAT).retry_after(30)).await.unwrap();
     let t0 = Instant::now();
     let resp = r.chat(SENTENCE, false).await;
     assert_eq!(resp.status(), 200);
@@ -264,11 +266,11 @@ async fn a_persistent_503_is_served_by_the_backup_and_opens_the_breaker() {
 #[actix_web::test]
 async fn reset_before_headers_and_no_answer_fail_over_silently() {
     let r = rig().await;
-    r.primary.set_fault(Fault::new(FaultMode::Reset).count(1)).await.unwrap();
+    r.primary.set_fault(Fault::new(FaultMode::Reset).path(CHAT).count(1)).await.unwrap();
     let resp = r.chat(SENTENCE, false).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-genset-served-by"], "cloud:claude");
-    r.primary.set_fault(FaultMode::Hang).await.unwrap();
+    r.primary.set_fault(Fault::new(FaultMode::Hang).path(CHAT)).await.unwrap();
     let t0 = Instant::now();
     let resp = r.chat(SENTENCE, true).await;
     assert_eq!(resp.status(), 200);
@@ -283,7 +285,7 @@ async fn reset_before_headers_and_no_answer_fail_over_silently() {
 #[actix_web::test]
 async fn a_slow_first_token_moves_to_the_backup() {
     let r = rig().await;
-    r.primary.set_fault(Fault::new(FaultMode::SlowFirstToken).delay(Duration::from_secs(5))).await.unwrap();
+    r.primary.set_fault(Fault::new(FaultMode::SlowFirstToken).path(CHAT).delay(Duration::from_secs(5))).await.unwrap();
     let resp = r.chat(SENTENCE, true).await;
     let seen = read_stream(resp).await;
     assert_eq!(seen.text, SENTENCE);
@@ -295,7 +297,7 @@ async fn a_slow_first_token_moves_to_the_backup() {
 #[actix_web::test]
 async fn a_stream_cut_mid_answer_is_continued_by_the_backup() {
     let r = rig().await;
-    r.primary.set_fault(Fault::new(FaultMode::CutMidStream).after_chunks(3).count(1)).await.unwrap();
+    r.primary.set_fault(Fault::new(FaultMode::CutMidStream).path(CHAT).after_chunks(3).count(1)).await.unwrap();
     let resp = r.chat(SENTENCE, true).await;
     assert_eq!(resp.headers()["x-genset-served-by"], "cloud:openai");
     let seen = read_stream(resp).await;
@@ -319,7 +321,7 @@ async fn a_stream_cut_mid_answer_is_continued_by_the_backup() {
 #[actix_web::test]
 async fn a_stalled_stream_is_continued_after_the_idle_timeout() {
     let r = rig().await;
-    r.primary.set_fault(Fault::new(FaultMode::StallMidStream).after_chunks(2).count(1)).await.unwrap();
+    r.primary.set_fault(Fault::new(FaultMode::StallMidStream).path(CHAT).after_chunks(2).count(1)).await.unwrap();
     let seen = read_stream(r.chat(SENTENCE, true).await).await;
     assert_eq!(seen.text, SENTENCE);
     assert!(seen.done && seen.error.is_none(), "{seen:?}");
@@ -330,7 +332,7 @@ async fn a_stalled_stream_is_continued_after_the_idle_timeout() {
 #[actix_web::test]
 async fn a_malformed_chunk_never_reaches_the_client() {
     let r = rig().await;
-    r.primary.set_fault(Fault::new(FaultMode::MalformedChunk).after_chunks(2).count(1)).await.unwrap();
+    r.primary.set_fault(Fault::new(FaultMode::MalformedChunk).path(CHAT).after_chunks(2).count(1)).await.unwrap();
     // read_stream panics on any event that is not valid JSON.
     let seen = read_stream(r.chat(SENTENCE, true).await).await;
     assert_eq!(seen.text, SENTENCE);
@@ -341,7 +343,7 @@ async fn a_malformed_chunk_never_reaches_the_client() {
 #[actix_web::test]
 async fn a_missing_done_is_completed_by_the_backup() {
     let r = rig().await;
-    r.primary.set_fault(Fault::new(FaultMode::MissingDone).count(1)).await.unwrap();
+    r.primary.set_fault(Fault::new(FaultMode::MissingDone).path(CHAT).count(1)).await.unwrap();
     let seen = read_stream(r.chat(SENTENCE, true).await).await;
     assert_eq!(seen.text, SENTENCE, "no text lost or repeated: {seen:?}");
     assert!(seen.done && seen.error.is_none(), "{seen:?}");
@@ -351,8 +353,8 @@ async fn a_missing_done_is_completed_by_the_backup() {
 #[actix_web::test]
 async fn a_backup_that_rejects_prefill_ends_the_stream_honestly() {
     let r = rig().await;
-    r.primary.set_fault(Fault::new(FaultMode::CutMidStream).after_chunks(3).count(1)).await.unwrap();
-    r.backup.set_fault(FaultMode::RejectPrefill).await.unwrap();
+    r.primary.set_fault(Fault::new(FaultMode::CutMidStream).path(CHAT).after_chunks(3).count(1)).await.unwrap();
+    r.backup.set_fault(Fault::new(FaultMode::RejectPrefill).path("/v1/messages")).await.unwrap();
     let seen = read_stream(r.chat(SENTENCE, true).await).await;
     assert_eq!(seen.text, "alpha beta gamma", "{seen:?}");
     assert!(!seen.done, "a cut answer is never presented as complete: {seen:?}");
@@ -369,12 +371,12 @@ async fn a_backup_that_rejects_prefill_ends_the_stream_honestly() {
 #[actix_web::test]
 async fn context_length_and_content_policy_go_back_unchanged() {
     let r = rig_with("", None).await;
-    r.primary.set_fault(Fault::new(FaultMode::ContextLength).count(1)).await.unwrap();
+    r.primary.set_fault(Fault::new(FaultMode::ContextLength).path(CHAT).count(1)).await.unwrap();
     let resp = r.chat(SENTENCE, false).await;
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "context_length_exceeded", "{v}");
-    r.primary.set_fault(Fault::new(FaultMode::ContentPolicy).count(1)).await.unwrap();
+    r.primary.set_fault(Fault::new(FaultMode::ContentPolicy).path(CHAT).count(1)).await.unwrap();
     let resp = r.chat(SENTENCE, false).await;
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.unwrap();
@@ -405,7 +407,7 @@ async fn context_overflow_is_routed_to_the_larger_model() {
         let v: Value = d.http.post(format!("{}/api/v1/keys", d.admin)).bearer_auth(&d.token).json(&json!({"use_case": "chat"})).send().await.unwrap().json().await.unwrap();
         Rig { primary, backup, d, key: v["key"].as_str().unwrap().into(), _keys: keys }
     };
-    r2.primary.set_fault(Fault::new(FaultMode::ContextLength).count(1)).await.unwrap();
+    r2.primary.set_fault(Fault::new(FaultMode::ContextLength).path(CHAT).count(1)).await.unwrap();
     let resp = r2.chat(SENTENCE, false).await;
     assert_eq!(resp.status(), 200);
     let last = r2.primary.stats().last_request.unwrap();

@@ -262,6 +262,9 @@ impl Controller {
                     None => Breaker::new(cfg.failover.breaker.clone(), seed),
                 };
                 let routable = breaker.routable();
+                // A healthy upstream is first probed after one interval (real traffic tells
+                // sooner); one restored as failing is probed at once.
+                let first_probe = if breaker.failing() { 0 } else { now as u64 + cfg.failover.probe_interval.as_millis() as u64 };
                 Arc::new(Health {
                     name: u.name.clone(),
                     api: u.api,
@@ -271,7 +274,7 @@ impl Controller {
                     rejected_keys: Mutex::new(VecDeque::new()),
                     last_probe: Mutex::new(None),
                     probing: AtomicBool::new(false),
-                    next_probe_ms: AtomicU64::new(0),
+                    next_probe_ms: AtomicU64::new(first_probe),
                 })
             })
             .collect();

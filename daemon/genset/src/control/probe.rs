@@ -61,7 +61,8 @@ async fn probe(h: &Health, timeout: Duration) -> (Outcome, Duration) {
         Ok(c) => c,
         Err(e) => return (Outcome::CutOff(format!("probe client: {e}")), Duration::ZERO),
     };
-    let mut rb = client.get(&url);
+    // Probes name themselves, so they can be told apart in the provider's logs.
+    let mut rb = client.get(&url).header(reqwest::header::USER_AGENT, concat!("genset-probe/", env!("CARGO_PKG_VERSION")));
     if let Some(key) = &cfg.api_key {
         rb = match cfg.api {
             Flavor::OpenAi => rb.bearer_auth(key.expose()),

@@ -118,7 +118,10 @@ pub async fn relay(walk: &mut Walk, up: Arc<Upstream>, resp: reqwest::Response, 
     let mut ex = walk.final_exchange(&up.tag, 200);
     ex.sse = true;
     let mut b = HttpResponseBuilder::new(StatusCode::OK);
-    b.content_type("text/event-stream");
+    match resp.headers().get(reqwest::header::CONTENT_TYPE) {
+        Some(ct) if !cross => b.insert_header(("content-type", ct.as_bytes())),
+        _ => b.content_type("text/event-stream"),
+    };
     b.insert_header(("cache-control", "no-cache"));
     b.insert_header(("x-genset-served-by", &*up.tag));
     b.insert_header(("x-genset-use-case", &*ex.use_case));
