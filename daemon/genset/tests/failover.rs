@@ -531,3 +531,151 @@ async fn one_revoked_client_key_is_not_an_outage_but_several_are() {
     d.shutdown().await;
     primary.stop().await;
 }
+
+#[actix_web::test]
+async fn queue_waits_for_the_cloud_to_come_back() {
+    let r = rig_with("", None).await;
+    r.d.shutdown().await;
+    let keys = r._keys;
+    let primary = r.primary;
+    let toml = format!(
+        "[[upstreams]]\nname = \"openai\"\napi = \"openai\"\nbase_url = \"{}/v1\"\napi_key_file = \"{}\"\n\
+         [[use_cases]]\nname = \"chat\"\nmatch = {{ header = \"x-genset-use-case\", value = \"chat\" }}\non_cutoff = \"queue\"\n{FAILOVER}queue_timeout = \"20s\"\n",
+        primary.base_url(),
+        keys.path().join("openai").display()
+    );
+    let d = common::start_daemon(&toml).await;
+    let v: Value = d.http.post(format!("{}/api/v1/keys", d.admin)).bearer_auth(&d.token).json(&json!({"use_case": "chat"})).send().await.unwrap().json().await.unwrap();
+    let r = Rig { primary, backup: r.backup, d, key: v["key"].as_str().unwrap().into(), _keys: keys };
+    r.primary.set_fault(FaultMode::Refuse).await.unwrap();
+    // Trip the breaker: these fail (no other step), then the cut-off is known.
+    for _ in 0..3 {
+        assert!(r.chat(SENTENCE, false).await.status().is_server_error());
+    }
+    r.wait_snapshot("failover", |s| s["effective"] == "failover").await;
+    let queued = tokio::spawn({
+        let (http, proxy, key) = (r.d.http.clone(), r.d.proxy.clone(), r.key.clone());
+        async move {
+            let t0 = Instant::now();
+            let resp = http
+                .post(format!("{proxy}/v1/chat/completions"))
+                .bearer_auth(key)
+                .header("x-genset-use-case", "chat")
+                .json(&json!({"model": "m", "messages": [{"role": "user", "content": "say: queued"}]}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.headers()["x-genset-served-by"].to_str().unwrap().to_string(), t0.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!queued.is_finished(), "the request waits for the cloud");
+    r.primary.clear_fault().await.unwrap();
+    let (status, served_by, waited) = queued.await.unwrap();
+    assert_eq!((status, served_by.as_str()), (200, "cloud:openai"));
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    r.stop().await;
+}
+
+/// Down 1 s, up 1 s, for 9 s, with `min_dwell = 3s`: the mode flips at most once per 3 s
+/// (the same rule as the shipped default of once a minute, scaled).
+#[actix_web::test]
+async fn a_flapping_upstream_does_not_flip_the_mode_more_than_min_dwell_allows() {
+    let r = rig_with("", None).await;
+    r.d.shutdown().await;
+    let keys = r._keys;
+    let primary = r.primary;
+    let toml = format!(
+        "[[upstreams]]\nname = \"openai\"\napi = \"openai\"\nbase_url = \"{}/v1\"\napi_key_file = \"{}\"\nfirst_byte_timeout = \"500ms\"\n\
+         [[upstreams]]\nname = \"claude\"\napi = \"anthropic\"\nbase_url = \"{}\"\napi_key_file = \"{}\"\nmodel_map = {{ \"*\" = \"claude-backup\" }}\n\
+         [[use_cases]]\nname = \"chat\"\nmatch = {{ header = \"x-genset-use-case\", value = \"chat\" }}\nchain = [\"openai\", \"claude\"]\n\
+         [failover]\nprobe_interval = \"200ms\"\nprobe_interval_failing = \"100ms\"\nopen_base = \"300ms\"\nrecovery_hold = \"500ms\"\nmin_dwell = \"3s\"\n",
+        primary.base_url(),
+        keys.path().join("openai").display(),
+        r.backup.base_url(),
+        keys.path().join("claude").display(),
+    );
+    let d = common::start_daemon(&toml).await;
+    let v: Value = d.http.post(format!("{}/api/v1/keys", d.admin)).bearer_auth(&d.token).json(&json!({"use_case": "chat"})).send().await.unwrap().json().await.unwrap();
+    let r = Rig { primary, backup: r.backup, d, key: v["key"].as_str().unwrap().into(), _keys: keys };
+    let t0 = Instant::now();
+    let mut down = false;
+    let mut next_toggle = Duration::ZERO;
+    while t0.elapsed() < Duration::from_secs(9) {
+        if t0.elapsed() >= next_toggle {
+            down = !down;
+            if down {
+                r.primary.set_fault(FaultMode::Refuse).await.unwrap();
+            } else {
+                r.primary.clear_fault().await.unwrap();
+            }
+            next_toggle += Duration::from_secs(1);
+        }
+        let resp = r.chat(SENTENCE, false).await;
+        assert_eq!(resp.status(), 200, "every request is still answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    r.primary.clear_fault().await.unwrap();
+    let events = r.d.running().store.list_events(500).await.unwrap();
+    let mut flips: Vec<i64> = events.iter().filter(|e| e.kind == "failover").map(|e| e.ts_ms).collect();
+    flips.sort();
+    assert!(!flips.is_empty(), "the outage was noticed");
+    for w in flips.windows(2) {
+        assert!(w[1] - w[0] >= 3000, "two flips {} ms apart: {flips:?}", w[1] - w[0]);
+    }
+    r.stop().await;
+}
+
+#[actix_web::test]
+async fn an_anthropic_stream_cut_is_continued_by_an_openai_backup() {
+    let primary = genset_sim::start(SimOptions::default()).await.unwrap();
+    let backup = genset_sim::start(SimOptions::default()).await.unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::write(keys.path().join("k"), "sk-appliance").unwrap();
+    let d = common::start_daemon(&format!(
+        "[[upstreams]]\nname = \"claude\"\napi = \"anthropic\"\nbase_url = \"{}\"\napi_key_file = \"{k}\"\n\
+         [[upstreams]]\nname = \"oai\"\napi = \"openai\"\nbase_url = \"{}/v1\"\napi_key_file = \"{k}\"\nprefill = true\nmodel_map = {{ \"*\" = \"gpt-backup\" }}\n\
+         [[use_cases]]\nname = \"chat\"\nmatch = {{ header = \"x-genset-use-case\", value = \"chat\" }}\nchain = [\"claude\", \"oai\"]\n{FAILOVER}",
+        primary.base_url(),
+        backup.base_url(),
+        k = keys.path().join("k").display()
+    ))
+    .await;
+    let v: Value = d.http.post(format!("{}/api/v1/keys", d.admin)).bearer_auth(&d.token).json(&json!({"use_case": "chat"})).send().await.unwrap().json().await.unwrap();
+    primary.set_fault(Fault::new(FaultMode::CutMidStream).path("/v1/messages").after_chunks(3).count(1)).await.unwrap();
+    let resp = d
+        .http
+        .post(format!("{}/v1/messages", d.proxy))
+        .header("x-api-key", v["key"].as_str().unwrap())
+        .header("anthropic-version", "2023-06-01")
+        .header("x-genset-use-case", "chat")
+        .json(&json!({"model": "claude-x", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": format!("say: {SENTENCE}")}]}))
+        .send()
+        .await
+        .unwrap();
+    let raw = String::from_utf8(resp.bytes().await.unwrap().to_vec()).unwrap();
+    // A strict reading of the Anthropic event sequence.
+    let mut text = String::new();
+    let mut kinds = vec![];
+    for block in raw.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let event = block.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or_else(|| panic!("{block:?}"));
+        let data: Value = serde_json::from_str(block.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+        assert_eq!(data["type"], event, "{block}");
+        if event != "ping" {
+            kinds.push(event.to_string());
+        }
+        if event == "content_block_delta" {
+            assert_eq!(data["index"], 0, "the continuation stays in the same content block: {raw}");
+            text.push_str(data["delta"]["text"].as_str().unwrap());
+        }
+    }
+    assert_eq!(text, SENTENCE, "{raw}");
+    assert_eq!(kinds.iter().filter(|k| *k == "message_start").count(), 1, "{kinds:?}");
+    assert_eq!(kinds.first().map(String::as_str), Some("message_start"));
+    assert_eq!(kinds.last().map(String::as_str), Some("message_stop"), "{kinds:?}");
+    let last = backup.stats().last_request.unwrap();
+    assert_eq!(last.body["messages"].as_array().unwrap().last().unwrap()["role"], "assistant", "{}", last.body);
+    d.shutdown().await;
+    primary.stop().await;
+    backup.stop().await;
+}
