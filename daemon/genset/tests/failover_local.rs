@@ -254,3 +254,41 @@ async fn hard_cut_off_under_load() {
     r.d.shutdown().await;
     r.sim.stop().await;
 }
+
+#[actix_web::test]
+async fn failover_rate_limits_protect_the_local_engine() {
+    let sim = genset_sim::start(SimOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key"), "sk-appliance").unwrap();
+    let d = start_daemon(&format!(
+        "[[upstreams]]\nname = \"openai\"\napi = \"openai\"\nbase_url = \"{}/v1\"\napi_key_file = \"{}\"\n\
+         [[use_cases]]\nname = \"chat\"\nmatch = {{ header = \"x-genset-use-case\", value = \"chat\" }}\nchain = [\"openai\", \"local:gemma\"]\n\
+         on_cutoff = \"serve-local\"\nlocal_ready = true\nlocal_rate = \"3/min\"\n{}{FAILOVER}local_rate_per_key = \"2/min\"\n",
+        sim.base_url(),
+        dir.path().join("key").display(),
+        models()
+    ))
+    .await;
+    let mut keys = vec![];
+    for _ in 0..2 {
+        let v: Value = d.http.post(format!("{}/api/v1/keys", d.admin)).bearer_auth(&d.token).json(&json!({"use_case": "chat"})).send().await.unwrap().json().await.unwrap();
+        keys.push(v["key"].as_str().unwrap().to_string());
+    }
+    let set = d.http.post(format!("{}/api/v1/mode", d.admin)).bearer_auth(&d.token).json(&json!({"mode": "force-local", "reason": "rate-limit test"})).send().await.unwrap();
+    assert_eq!(set.status(), 200);
+    let body = json!({"model": "m", "max_tokens": 1, "temperature": 0, "messages": [{"role": "user", "content": "hi"}]});
+    // Per key: 2 a minute.
+    assert_eq!(chat(&d, &keys[0], body.clone()).await.status(), 200);
+    assert_eq!(chat(&d, &keys[0], body.clone()).await.status(), 200);
+    let limited = chat(&d, &keys[0], body.clone()).await;
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().get("retry-after").is_some(), "{:?}", limited.headers());
+    let v: Value = limited.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("client key"), "{v}");
+    // Per use case: 3 a minute, whoever asks.
+    assert_eq!(chat(&d, &keys[1], body.clone()).await.status(), 200);
+    let v: Value = chat(&d, &keys[1], body.clone()).await.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("use case"), "{v}");
+    d.shutdown().await;
+    sim.stop().await;
+}
