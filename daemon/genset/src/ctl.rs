@@ -204,7 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
             m.parse::<crate::control::Mode>().map_err(|e| anyhow::anyhow!(e))?;
             let actor = format!(
                 "{}@{} via gensetctl",
-                std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into()),
+                std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()),
                 std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
             );
             c.call(Method::POST, "/api/v1/mode", Some(serde_json::json!({"mode": m, "reason": reason, "actor": actor}))).await?;
