@@ -292,3 +292,40 @@ async fn failover_rate_limits_protect_the_local_engine() {
     d.shutdown().await;
     sim.stop().await;
 }
+
+#[actix_web::test]
+async fn local_first_and_local_only_use_cases_are_served_locally_on_purpose() {
+    let sim = genset_sim::start(SimOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key"), "sk-appliance").unwrap();
+    let d = start_daemon(&format!(
+        "[[upstreams]]\nname = \"openai\"\napi = \"openai\"\nbase_url = \"{}/v1\"\napi_key_file = \"{}\"\n\
+         [[use_cases]]\nname = \"cheap\"\nmatch = {{ header = \"x-genset-use-case\", value = \"cheap\" }}\nchain = [\"openai\", \"local:gemma\"]\nrouting = \"local-first\"\nlocal_ready = true\n\
+         [[use_cases]]\nname = \"private\"\nmatch = {{ header = \"x-genset-use-case\", value = \"private\" }}\nchain = [\"local:gemma\"]\nrouting = \"local-only\"\n\
+         [[use_cases]]\nname = \"unproven\"\nmatch = {{ header = \"x-genset-use-case\", value = \"unproven\" }}\nchain = [\"openai\", \"local:gemma\"]\nrouting = \"local-first\"\n\
+         {}{FAILOVER}",
+        sim.base_url(),
+        dir.path().join("key").display(),
+        models()
+    ))
+    .await;
+    let v: Value = d.http.post(format!("{}/api/v1/keys", d.admin)).bearer_auth(&d.token).json(&json!({"name": "any"})).send().await.unwrap().json().await.unwrap();
+    let key = v["key"].as_str().unwrap().to_string();
+    let body = json!({"model": "gpt-test", "max_tokens": 2, "temperature": 0, "messages": [{"role": "user", "content": "say: hi"}]});
+    let ask = |uc: &'static str| {
+        d.http.post(format!("{}/v1/chat/completions", d.proxy)).bearer_auth(&key).header("x-genset-use-case", uc).json(&body).send()
+    };
+    let served = |r: &reqwest::Response| r.headers()["x-genset-served-by"].to_str().unwrap().to_string();
+    let r = ask("cheap").await.unwrap();
+    assert_eq!((r.status().as_u16(), served(&r).as_str()), (200, "local:gemma"));
+    let r = ask("private").await.unwrap();
+    assert_eq!((r.status().as_u16(), served(&r).as_str()), (200, "local:gemma"));
+    // local-first without readiness stays on the cloud.
+    let r = ask("unproven").await.unwrap();
+    assert_eq!((r.status().as_u16(), served(&r).as_str()), (200, "cloud:openai"));
+    assert_eq!(sim.stats().path("/v1/chat/completions"), 1, "only the unproven use case reached the cloud");
+    let rows = d.wait_rows(3).await;
+    assert_eq!(rows.iter().filter(|x| x.rescue.as_deref() == Some("local-policy")).count(), 2, "{rows:?}");
+    d.shutdown().await;
+    sim.stop().await;
+}
