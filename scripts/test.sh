@@ -27,7 +27,7 @@ mkdir -p "$GENSET_CACHE"
 
 # ---------------------------------------------------------------------------------------------
 say "system packages"
-ensure_apt "${BUILD_APT[@]}" postgresql nginx-light systemd
+ensure_apt "${BUILD_APT[@]}" postgresql nginx-light systemd chromium chromium-driver fonts-dejavu-core poppler-utils
 
 say "Rust toolchain"
 ensure_rust
