@@ -679,3 +679,37 @@ async fn an_anthropic_stream_cut_is_continued_by_an_openai_backup() {
     primary.stop().await;
     backup.stop().await;
 }
+
+#[actix_web::test]
+async fn responses_and_legacy_completion_streams_pass_through() {
+    let r = rig().await;
+    let resp = r
+        .d
+        .http
+        .post(format!("{}/v1/responses", r.d.proxy))
+        .bearer_auth(&r.key)
+        .header("x-genset-use-case", "chat")
+        .json(&json!({"model": "gpt-test", "stream": true, "input": format!("say: {SENTENCE}")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let raw = String::from_utf8(resp.bytes().await.unwrap().to_vec()).unwrap();
+    assert!(raw.contains("response.completed") && raw.contains("response.output_text.delta"), "{raw}");
+    let resp = r
+        .d
+        .http
+        .post(format!("{}/v1/completions", r.d.proxy))
+        .bearer_auth(&r.key)
+        .header("x-genset-use-case", "chat")
+        .json(&json!({"model": "gpt-test", "stream": true, "prompt": "say: one two three", "max_tokens": 8}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let raw = String::from_utf8(resp.bytes().await.unwrap().to_vec()).unwrap();
+    assert!(raw.trim_end().ends_with("data: [DONE]") && raw.contains("\"text\""), "{raw}");
+    let (finals, _) = r.rows(2).await;
+    assert!(finals.iter().all(|x| x.completed), "{finals:?}");
+    r.stop().await;
+}

@@ -264,7 +264,11 @@ impl Walk {
             self.cloud_attempts += 1;
             self.env.recorder.metrics().upstream_attempts.with_label_values(&[&up.config.name]).inc();
             let rb = build_request(up, &inb, body.clone(), swap);
-            let sent = tokio::time::timeout(up.config.first_byte_timeout, rb.send()).await;
+            let span = tracing::debug_span!("upstream.attempt", otel.kind = "client", upstream = %up.config.name, attempt = self.attempts);
+            let sent = {
+                use tracing::Instrument;
+                tokio::time::timeout(up.config.first_byte_timeout, rb.send()).instrument(span).await
+            };
             let resp = match sent {
                 Err(_) => Err(Outcome::CutOff(format!(
                     "no response within first_byte_timeout ({})",
@@ -306,6 +310,12 @@ impl Walk {
                 if sse {
                     self.env.controller.report(&up.health, &Outcome::Success, Source::Request, None);
                     self.note_accepted(up);
+                    if !super::plan::is_chat(inb.ep.path) {
+                        // Responses API and legacy completions streams: passed through as
+                        // they come (the tee aborts the connection if the terminal event
+                        // never arrives); only chat streams are decoded and continued.
+                        return Ok(self.passthrough_stream(up, status, resp));
+                    }
                     return Ok(super::stream::relay(self, up.clone(), resp, rest.to_vec(), api_model).await);
                 }
                 match read_body(resp, up.config.idle_timeout).await {
@@ -502,6 +512,24 @@ impl Walk {
         ex.sse = false;
         let s = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
         b.body(actix_web::body::SizedStream::new(len as u64, Tee::new(Box::pin(s), ex, self.env.recorder.clone(), self.started)))
+    }
+
+    /// A stream of a non-chat endpoint, forwarded chunk by chunk through the tee.
+    fn passthrough_stream(&self, up: &Upstream, status: u16, resp: reqwest::Response) -> HttpResponse {
+        let mut ex = self.final_exchange(&up.tag, status);
+        ex.sse = true;
+        let mut b = HttpResponseBuilder::new(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
+        for (name, value) in resp.headers() {
+            let n = name.as_str();
+            if is_hop_by_hop(n) || n == "content-length" {
+                continue;
+            }
+            b.append_header((n, value.as_bytes()));
+        }
+        b.insert_header(("x-genset-served-by", &*up.tag));
+        b.insert_header(("x-genset-use-case", &*ex.use_case));
+        let stream = resp.bytes_stream().map(|r| r.map_err(|e| std::io::Error::other(crate::util::error_chain(&e))));
+        b.streaming(Tee::new(Box::pin(stream), ex, self.env.recorder.clone(), self.started))
     }
 
     /// An upstream's error answer goes back to the client unchanged (translated to the
