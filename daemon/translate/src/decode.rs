@@ -92,10 +92,7 @@ impl StreamDecoder {
             out.push(Delta::Start { id: id.to_owned(), model: model.to_owned() });
             self.started = true;
         }
-        let choices = chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .ok_or_else(|| self.malformed("chunk has no `choices` array"))?;
+        let choices = chunk.get("choices").and_then(Value::as_array).ok_or_else(|| self.malformed("chunk has no `choices` array"))?;
         for choice in choices {
             let choice = choice.as_object().ok_or_else(|| self.malformed("a choice is not an object"))?;
             if choice.get("index").and_then(Value::as_u64).unwrap_or(0) != 0 {
@@ -139,11 +136,7 @@ impl StreamDecoder {
             let id = call.get("id").and_then(Value::as_str);
             if index == self.tool_calls && (id.is_some() || name.is_some()) {
                 self.tool_calls += 1;
-                out.push(Delta::ToolCallStart {
-                    index,
-                    id: id.unwrap_or_default().to_owned(),
-                    name: name.unwrap_or_default().to_owned(),
-                });
+                out.push(Delta::ToolCallStart { index, id: id.unwrap_or_default().to_owned(), name: name.unwrap_or_default().to_owned() });
             } else if index >= self.tool_calls {
                 return Err(self.malformed(format!("tool call {index} continues before it started")));
             }
@@ -161,16 +154,15 @@ impl StreamDecoder {
     fn decode_anthropic(&mut self, name: Option<&str>, data: &str) -> Result<Vec<Delta>, TranslateError> {
         let mut value = Value::Null;
         let event = self.parse(data, &mut value)?;
-        let kind = event
-            .get("type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| self.malformed("data has no `type`"))?;
+        let kind = event.get("type").and_then(Value::as_str).ok_or_else(|| self.malformed("data has no `type`"))?;
         if let Some(name) = name
             && name != kind
         {
             return Err(self.malformed(format!("event `{name}` carries data of type `{kind}`")));
         }
-        if kind != "message_start" && kind != "error" && kind != "ping" && !self.started {
+        let in_message =
+            matches!(kind, "content_block_start" | "content_block_delta" | "content_block_stop" | "message_delta" | "message_stop");
+        if in_message && !self.started {
             return Err(self.malformed(format!("`{kind}` before `message_start`")));
         }
         let mut out = Vec::new();
@@ -207,7 +199,8 @@ impl StreamDecoder {
                         let tool = self.tool_calls;
                         self.tool_calls += 1;
                         let id = block.get("id").and_then(Value::as_str).ok_or_else(|| self.malformed("tool_use block has no `id`"))?;
-                        let name = block.get("name").and_then(Value::as_str).ok_or_else(|| self.malformed("tool_use block has no `name`"))?;
+                        let name =
+                            block.get("name").and_then(Value::as_str).ok_or_else(|| self.malformed("tool_use block has no `name`"))?;
                         out.push(Delta::ToolCallStart { index: tool, id: id.to_owned(), name: name.to_owned() });
                         if let Some(input) = obj_field(block, "input").filter(|i| !i.is_empty()) {
                             out.push(Delta::ToolCallArgs { index: tool, json: Value::Object(input.clone()).to_string() });
@@ -296,12 +289,7 @@ fn obj_field<'a>(obj: &'a Obj, key: &str) -> Option<&'a Obj> {
 
 /// An in-band error object of either API (`{"type","message"}` or `{"message","type","code"}`).
 pub(crate) fn error_delta(error: &Value) -> Delta {
-    let message = error
-        .get("message")
-        .and_then(Value::as_str)
-        .or_else(|| error.as_str())
-        .unwrap_or("upstream error")
-        .to_owned();
+    let message = error.get("message").and_then(Value::as_str).or_else(|| error.as_str()).unwrap_or("upstream error").to_owned();
     let kind = ["type", "code"]
         .iter()
         .filter_map(|k| error.get(*k).and_then(Value::as_str))
@@ -315,10 +303,7 @@ pub(crate) fn openai_usage(usage: &Obj) -> Usage {
     Usage {
         input: usage.get("prompt_tokens").and_then(Value::as_u64),
         output: usage.get("completion_tokens").and_then(Value::as_u64),
-        cached: usage
-            .get("prompt_tokens_details")
-            .and_then(|d| d.get("cached_tokens"))
-            .and_then(Value::as_u64),
+        cached: usage.get("prompt_tokens_details").and_then(|d| d.get("cached_tokens")).and_then(Value::as_u64),
     }
 }
 
@@ -327,8 +312,7 @@ pub(crate) fn anthropic_usage(usage: &Obj) -> Usage {
     let get = |k: &str| usage.get(k).and_then(Value::as_u64);
     let cached = get("cache_read_input_tokens");
     Usage {
-        input: get("input_tokens")
-            .map(|i| i + cached.unwrap_or(0) + get("cache_creation_input_tokens").unwrap_or(0)),
+        input: get("input_tokens").map(|i| i + cached.unwrap_or(0) + get("cache_creation_input_tokens").unwrap_or(0)),
         output: get("output_tokens"),
         cached,
     }

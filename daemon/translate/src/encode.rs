@@ -83,8 +83,8 @@ impl StreamEncoder {
 
     /// An encoder that carries on a client stream of which `transcript` recorded what was sent:
     /// no second start, text goes on in the open text block (Anthropic) and tool call indexes go
-    /// on after the client's. The id defaults to the one the client saw. Fails if the client
-    /// stream already finished or failed.
+    /// on after the client's. The model is the one the client saw, and so is the id unless
+    /// `options` names one. Fails if the client stream already finished or failed.
     pub fn resume(transcript: &Transcript, mut options: EncoderOptions) -> Result<Self, TranslateError> {
         if transcript.finish().is_some() || transcript.is_done() || transcript.is_errored() {
             return Err(TranslateError::Invalid {
@@ -92,8 +92,9 @@ impl StreamEncoder {
                 message: "the client stream already ended; it cannot be resumed".to_owned(),
             });
         }
-        if options.id.is_none() {
-            options.id = transcript.id().map(str::to_owned);
+        if let (Some(id), Some(model)) = (transcript.id(), transcript.model()) {
+            options.id.get_or_insert_with(|| id.to_owned());
+            model.clone_into(&mut options.model);
         }
         let mut encoder = Self::new(transcript.api(), options);
         if transcript.is_started() {
@@ -301,10 +302,7 @@ impl StreamEncoder {
             Delta::ToolCallStart { index, id, name } => {
                 self.anthropic_open("a tool call")?;
                 self.anthropic_close_block();
-                self.anthropic_start_block(
-                    BlockKind::Tool(*index),
-                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
-                );
+                self.anthropic_start_block(BlockKind::Tool(*index), json!({"type": "tool_use", "id": id, "name": name, "input": {}}));
             }
             Delta::ToolCallArgs { index, json } => {
                 self.anthropic_open("tool call arguments")?;

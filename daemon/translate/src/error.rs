@@ -86,20 +86,13 @@ impl ErrorKind {
         Some(match kind {
             "invalid_request_error" | "invalid_request" | "bad_request" => Self::InvalidRequest,
             "authentication_error" | "invalid_api_key" | "unauthorized" => Self::Authentication,
-            "permission_error" | "permission_denied" | "forbidden" | "billing_error" => {
-                Self::Permission
-            }
+            "permission_error" | "permission_denied" | "forbidden" | "billing_error" => Self::Permission,
             "not_found_error" | "not_found" | "model_not_found" => Self::NotFound,
             "request_too_large" | "payload_too_large" => Self::RequestTooLarge,
-            "rate_limit_error" | "rate_limit_exceeded" | "insufficient_quota" | "requests"
-            | "tokens" => Self::RateLimit,
-            "overloaded_error" | "overloaded" | "server_overloaded" | "unavailable" => {
-                Self::Overloaded
-            }
+            "rate_limit_error" | "rate_limit_exceeded" | "insufficient_quota" | "requests" | "tokens" => Self::RateLimit,
+            "overloaded_error" | "overloaded" | "server_overloaded" | "unavailable" => Self::Overloaded,
             "timeout_error" | "timeout" => Self::Timeout,
-            "api_error" | "server_error" | "internal_error" | "internal_server_error" => {
-                Self::Server
-            }
+            "api_error" | "server_error" | "internal_error" | "internal_server_error" => Self::Server,
             _ => return None,
         })
     }
@@ -109,9 +102,7 @@ impl ErrorKind {
     pub fn classify(status: u16, kind: Option<&str>) -> Self {
         let by_status = Self::from_status(status);
         match by_status {
-            Self::InvalidRequest | Self::Server => {
-                kind.and_then(Self::from_type).unwrap_or(by_status)
-            }
+            Self::InvalidRequest | Self::Server => kind.and_then(Self::from_type).unwrap_or(by_status),
             specific => specific,
         }
     }

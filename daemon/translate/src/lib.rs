@@ -38,6 +38,47 @@
 //!   encoder's [`StreamEncoder::error_event`] ends it honestly, with no `[DONE]` or
 //!   `message_stop` after it.
 //!
+//! # Example: an Anthropic upstream answering an OpenAI client
+//!
+//! ```
+//! use bytes::Bytes;
+//! use genset_translate::{Api, EncoderOptions, SseFramer, StreamDecoder, StreamEncoder};
+//!
+//! let upstream = concat!(
+//!     "event: message_start\n",
+//!     r#"data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","#,
+//!     r#""model":"claude","content":[],"usage":{"input_tokens":5,"output_tokens":1}}}"#, "\n\n",
+//!     "event: content_block_start\n",
+//!     r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#, "\n\n",
+//!     "event: content_block_delta\n",
+//!     r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi!"}}"#, "\n\n",
+//!     "event: content_block_stop\n",
+//!     r#"data: {"type":"content_block_stop","index":0}"#, "\n\n",
+//!     "event: message_delta\n",
+//!     r#"data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}"#, "\n\n",
+//!     "event: message_stop\n",
+//!     r#"data: {"type":"message_stop"}"#, "\n\n",
+//! );
+//! let mut framer = SseFramer::new();
+//! let mut decoder = StreamDecoder::new(Api::Anthropic);
+//! let options = EncoderOptions { id: None, model: "gpt-4o".into(), created: 0, include_usage: true };
+//! let mut encoder = StreamEncoder::new(Api::OpenAi, options);
+//! let mut client = Vec::new();
+//! // Chunks arrive as the network cuts them; events come out whole.
+//! for chunk in upstream.as_bytes().chunks(50) {
+//!     framer.push(Bytes::copy_from_slice(chunk));
+//!     while let Some(event) = framer.pop() {
+//!         let deltas = decoder.decode(&event)?;
+//!         client.extend_from_slice(&encoder.encode(&deltas)?);
+//!     }
+//! }
+//! let client = String::from_utf8(client)?;
+//! assert!(client.contains(r#""delta":{"content":"Hi!"}"#));
+//! assert!(client.contains(r#""finish_reason":"stop""#));
+//! assert!(client.ends_with("data: [DONE]\n\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Usage accounting
 //!
 //! [`Usage::input`] counts all prompt tokens, cached ones included (OpenAI's `prompt_tokens`);
@@ -64,9 +105,7 @@ pub use decode::StreamDecoder;
 pub use delta::{Delta, FinishReason, Usage};
 pub use encode::{EncoderOptions, StreamEncoder};
 pub use error::{ErrorKind, TranslateError};
-pub use request::{
-    Continuation, MaxTokensField, RequestOptions, Splicer, continuation_request, translate_request,
-};
+pub use request::{Continuation, MaxTokensField, RequestOptions, Splicer, continuation_request, translate_request};
 pub use response::{translate_error, translate_response};
 pub use sse::{SseEvent, SseFramer};
 pub use transcript::Transcript;

@@ -50,13 +50,7 @@ impl Default for RequestOptions {
 /// `response_format` other than text, audio, legacy `functions`, Anthropic server tools and
 /// MCP servers...) are [`TranslateError::Unsupported`]. Sampling hints the target lacks
 /// (penalties, `seed`, `top_k`, `thinking`, cache control) are dropped.
-pub fn translate_request(
-    body: &Value,
-    from: Api,
-    to: Api,
-    model: &str,
-    options: &RequestOptions,
-) -> Result<Value, TranslateError> {
+pub fn translate_request(body: &Value, from: Api, to: Api, model: &str, options: &RequestOptions) -> Result<Value, TranslateError> {
     let obj = as_obj(body, "")?;
     match (from, to) {
         (Api::OpenAi, Api::Anthropic) => openai_to_anthropic(obj, model, options),
@@ -91,9 +85,7 @@ fn openai_to_anthropic(obj: &Obj, model: &str, options: &RequestOptions) -> Resu
         return Err(unsupported("response_format", to, "JSON mode is not translated"));
     }
     if field(obj, "audio").is_some()
-        || field(obj, "modalities")
-            .and_then(Value::as_array)
-            .is_some_and(|m| m.iter().any(|v| v.as_str() != Some("text")))
+        || field(obj, "modalities").and_then(Value::as_array).is_some_and(|m| m.iter().any(|v| v.as_str() != Some("text")))
     {
         let key = if field(obj, "audio").is_some() { "audio" } else { "modalities" };
         return Err(unsupported(key, to, "only text output is translated"));
@@ -274,8 +266,7 @@ fn openai_messages_to_anthropic(messages: &[Value]) -> Result<(Vec<String>, Vec<
                     let input: Value = if arguments.trim().is_empty() {
                         json!({})
                     } else {
-                        serde_json::from_str(arguments)
-                            .map_err(|e| invalid(join(&fp, "arguments"), format!("not valid JSON: {e}")))?
+                        serde_json::from_str(arguments).map_err(|e| invalid(join(&fp, "arguments"), format!("not valid JSON: {e}")))?
                     };
                     if !input.is_object() {
                         return Err(invalid(join(&fp, "arguments"), "not a JSON object"));
@@ -678,12 +669,7 @@ impl Splicer {
 /// continuations). If `produced_tokens` is given, the output budget (`max_tokens` /
 /// `max_completion_tokens`) is reduced by it; [`TranslateError::BudgetExhausted`] if nothing is
 /// left.
-pub fn continuation_request(
-    body: &Value,
-    api: Api,
-    partial: &str,
-    produced_tokens: Option<u64>,
-) -> Result<Continuation, TranslateError> {
+pub fn continuation_request(body: &Value, api: Api, partial: &str, produced_tokens: Option<u64>) -> Result<Continuation, TranslateError> {
     let mut out = as_obj(body, "")?.clone();
     if let Some(produced) = produced_tokens {
         for key in ["max_tokens", "max_completion_tokens"] {
@@ -695,10 +681,7 @@ pub fn continuation_request(
             }
         }
     }
-    let messages = out
-        .get_mut("messages")
-        .and_then(Value::as_array_mut)
-        .ok_or_else(|| invalid("messages", "expected an array"))?;
+    let messages = out.get_mut("messages").and_then(Value::as_array_mut).ok_or_else(|| invalid("messages", "expected an array"))?;
     let last = messages.len().checked_sub(1);
     let has_prefill = last.is_some_and(|i| messages[i]["role"] == "assistant" && messages[i].get("tool_calls").is_none_or(Value::is_null));
     let mut content = match (has_prefill, last) {

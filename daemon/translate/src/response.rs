@@ -13,13 +13,7 @@ use crate::{Api, ErrorKind, FinishReason, TranslateError, Usage};
 /// OpenAI `chat.completion` (first choice; `n > 1` responses are refused) <-> Anthropic
 /// `message`: text, tool calls (arguments parsed into `input` objects and back), the finish
 /// reason (see [`FinishReason`]) and usage. Anthropic thinking blocks are dropped.
-pub fn translate_response(
-    body: &Value,
-    from: Api,
-    to: Api,
-    client_model: &str,
-    created: u64,
-) -> Result<Value, TranslateError> {
+pub fn translate_response(body: &Value, from: Api, to: Api, client_model: &str, created: u64) -> Result<Value, TranslateError> {
     let obj = as_obj(body, "")?;
     match (from, to) {
         (Api::OpenAi, Api::Anthropic) => openai_to_anthropic(obj, client_model),
@@ -160,14 +154,11 @@ pub fn translate_error(status: u16, body: &[u8], from: Api, to: Api) -> Value {
         .unwrap_or_else(|| {
             let text = String::from_utf8_lossy(body);
             let text = text.trim();
-            if text.is_empty() || parsed.is_some() {
-                format!("upstream returned HTTP {status}")
-            } else {
-                text.chars().take(500).collect()
-            }
+            if text.is_empty() || parsed.is_some() { format!("upstream returned HTTP {status}") } else { text.chars().take(500).collect() }
         });
-    let type_str = error
-        .and_then(|e| ["type", "code"].iter().filter_map(|k| e.get(*k).and_then(Value::as_str)).find(|t| ErrorKind::from_type(t).is_some()));
+    let type_str = error.and_then(|e| {
+        ["type", "code"].iter().filter_map(|k| e.get(*k).and_then(Value::as_str)).find(|t| ErrorKind::from_type(t).is_some())
+    });
     let kind = ErrorKind::classify(status, type_str);
     error_body(to, kind, &message)
 }

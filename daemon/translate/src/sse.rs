@@ -53,11 +53,7 @@ impl SseEvent {
                 _ => {} // id, retry and unknown fields
             }
         }
-        any_line.then(|| SseEvent {
-            raw,
-            event,
-            data: data.unwrap_or_default(),
-        })
+        any_line.then(|| SseEvent { raw, event, data: data.unwrap_or_default() })
     }
 
     /// Whether this event is only comments (keep-alives) or fields without data.

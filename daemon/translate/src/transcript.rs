@@ -113,10 +113,7 @@ impl Transcript {
     /// Anthropic: the next content block index and the open block, if any.
     pub(crate) fn blocks(&self) -> (u32, Option<(u32, BlockKind)>) {
         let next = u32::try_from(self.decoder.blocks.len()).unwrap_or(u32::MAX);
-        let open = self
-            .decoder
-            .open
-            .and_then(|i| self.decoder.blocks.get(i as usize).map(|kind| (i, *kind)));
+        let open = self.decoder.open.and_then(|i| self.decoder.blocks.get(i as usize).map(|kind| (i, *kind)));
         (next, open)
     }
 }

@@ -53,10 +53,7 @@ pub(crate) fn opt_str<'a>(obj: &'a Obj, key: &str, parent: &str) -> Result<Optio
 /// An optional non-negative integer field.
 pub(crate) fn opt_u64(obj: &Obj, key: &str, parent: &str) -> Result<Option<u64>, TranslateError> {
     match field(obj, key) {
-        Some(v) => v
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| invalid(join(parent, key), "expected a non-negative integer")),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| invalid(join(parent, key), "expected a non-negative integer")),
         None => Ok(None),
     }
 }

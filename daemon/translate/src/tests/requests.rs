@@ -249,7 +249,12 @@ fn anthropic_to_openai_small_cases() {
 #[test]
 fn same_api_only_renames_the_model() {
     let body = json!({"model": "a", "messages": [{"role": "user", "content": "Hi"}], "n": 3, "logprobs": true});
-    check(Api::OpenAi, Api::OpenAi, body, json!({"model": "target-model", "messages": [{"role": "user", "content": "Hi"}], "n": 3, "logprobs": true}));
+    check(
+        Api::OpenAi,
+        Api::OpenAi,
+        body,
+        json!({"model": "target-model", "messages": [{"role": "user", "content": "Hi"}], "n": 3, "logprobs": true}),
+    );
 }
 
 #[test]
@@ -263,7 +268,11 @@ fn semantics_changing_fields_are_refused() {
         (Api::OpenAi, json!({"messages": user, "response_format": {"type": "json_object"}}), "response_format"),
         (Api::OpenAi, json!({"messages": user, "modalities": ["text", "audio"]}), "modalities"),
         (Api::OpenAi, json!({"messages": user, "functions": [{"name": "f"}]}), "functions"),
-        (Api::OpenAi, json!({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}), "messages[0].content[0].type"),
+        (
+            Api::OpenAi,
+            json!({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}),
+            "messages[0].content[0].type",
+        ),
         (Api::OpenAi, json!({"messages": user, "tools": [{"type": "custom", "custom": {"name": "x"}}]}), "tools[0].type"),
         (
             Api::OpenAi,
@@ -272,7 +281,11 @@ fn semantics_changing_fields_are_refused() {
         ),
         (Api::OpenAi, json!({"messages": [{"role": "wizard", "content": "x"}]}), "messages[0].role"),
         (Api::OpenAi, json!({"messages": "hi"}), "messages"),
-        (Api::Anthropic, json!({"max_tokens": 5, "messages": user, "tools": [{"type": "web_search_20250305", "name": "web_search"}]}), "tools[0].type"),
+        (
+            Api::Anthropic,
+            json!({"max_tokens": 5, "messages": user, "tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+            "tools[0].type",
+        ),
         (Api::Anthropic, json!({"max_tokens": 5, "messages": user, "mcp_servers": []}), "mcp_servers"),
         (
             Api::Anthropic,
@@ -280,7 +293,11 @@ fn semantics_changing_fields_are_refused() {
                 "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]}]}),
             "messages[0].content[0].content[0].type",
         ),
-        (Api::Anthropic, json!({"max_tokens": 5, "messages": [{"role": "assistant", "content": [{"type": "server_tool_use"}]}]}), "messages[0].content[0].type"),
+        (
+            Api::Anthropic,
+            json!({"max_tokens": 5, "messages": [{"role": "assistant", "content": [{"type": "server_tool_use"}]}]}),
+            "messages[0].content[0].type",
+        ),
     ];
     for (from, body, field) in cases {
         let to = if from == Api::OpenAi { Api::Anthropic } else { Api::OpenAi };
@@ -333,7 +350,14 @@ fn continuation_requests() {
         "",
     );
     // Anthropic: an all-whitespace partial adds no (empty, rejected) prefill.
-    check_continuation(Api::Anthropic, json!({"max_tokens": 5, "messages": [user]}), "\n\n", None, json!({"max_tokens": 5, "messages": [user]}), "\n\n");
+    check_continuation(
+        Api::Anthropic,
+        json!({"max_tokens": 5, "messages": [user]}),
+        "\n\n",
+        None,
+        json!({"max_tokens": 5, "messages": [user]}),
+        "\n\n",
+    );
     // OpenAI: whitespace kept, whichever budget field is set is reduced.
     check_continuation(
         Api::OpenAi,
