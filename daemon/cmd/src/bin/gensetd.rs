@@ -44,7 +44,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     genset::daemon::init_logging(&cfg.telemetry);
-    let result = actix_web::rt::System::new().block_on(genset::daemon::serve(&cli.config, cfg));
+    // The console (crate genset-admin-ui) rides on the admin listener.
+    let ext = genset_admin_ui::extensions(&cfg);
+    let result = actix_web::rt::System::new().block_on(genset::daemon::serve_with(&cli.config, cfg, ext));
+    genset::telemetry::shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

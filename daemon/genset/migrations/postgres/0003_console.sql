@@ -67,6 +67,10 @@ CREATE TABLE console_minutes (
     PRIMARY KEY (minute_ms, use_case, served_by)
 );
 
--- The traffic page's filters, each walked newest-first by id (keyset pagination).
-CREATE INDEX exchanges_served_by ON exchanges (served_by, id);
-CREATE INDEX exchanges_status ON exchanges (status, id);
+-- The traffic page: newest first by (ts_ms, id), keyset-paginated on that pair, one index per
+-- filter so every filter (with or without a time window) is an index range walk.
+CREATE INDEX exchanges_uc_ts ON exchanges (use_case, ts_ms, id);
+CREATE INDEX exchanges_served_by_ts ON exchanges (served_by, ts_ms, id);
+CREATE INDEX exchanges_status_ts ON exchanges (status, ts_ms, id);
+-- SQLite's exchanges_ts already ends with the rowid (= id); PostgreSQL needs it spelled out.
+CREATE INDEX exchanges_ts_id ON exchanges (ts_ms, id);

@@ -1,0 +1,570 @@
+//! Overview, use cases, models and failover.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, web};
+use askama::Template;
+use genset::admin::AdminState;
+use genset::config::{ChainStep, Config};
+use genset::control::{Controller, Mode};
+use serde::Deserialize;
+
+use super::traffic::{Row, rows};
+use super::{Layout, PageError, PageResult, internal, not_found, render, see_other, user};
+use crate::Console;
+use crate::audit::{self, Entry};
+use crate::authz::Role;
+use crate::db::{self, MinuteRow};
+use crate::rollup;
+use crate::svg::{self, Series};
+use crate::text::{self, utc};
+
+/// The failover controller (the core's live one).
+fn controller(st: &AdminState) -> Option<Arc<Controller>> {
+    Some(st.controller.clone())
+}
+
+pub struct UpView {
+    name: String,
+    /// The last four characters of the upstream's key, or "passthrough".
+    credential: String,
+    api: String,
+    breaker: String,
+    failover: bool,
+    since: String,
+    open_until: String,
+    openings: u32,
+    evidence: Vec<String>,
+}
+
+pub struct ControlView {
+    wired: bool,
+    mode: String,
+    effective: String,
+    effective_label: String,
+    reason: String,
+    actor: String,
+    since: String,
+    upstreams: Vec<UpView>,
+}
+
+fn effective_label(e: &str) -> &'static str {
+    match e {
+        "cloud" => "Cloud",
+        "failover" => "Failing over to local",
+        "forced-local" => "Forced local",
+        "forced-cloud" => "Forced cloud",
+        _ => "Unknown",
+    }
+}
+
+fn control_view(st: &AdminState, evidence_per_upstream: usize) -> ControlView {
+    let cfg = st.config.load();
+    let credential = |name: &str| {
+        cfg.upstreams
+            .iter()
+            .find(|u| u.name == name)
+            .and_then(|u| u.api_key.as_ref().map(|k| k.last4()))
+            .unwrap_or_else(|| "client keys (passthrough)".into())
+    };
+    match controller(st) {
+        Some(c) => {
+            let s = c.snapshot();
+            ControlView {
+                wired: true,
+                mode: s.mode.mode.as_str().to_string(),
+                effective: s.effective.to_string(),
+                effective_label: effective_label(s.effective).to_string(),
+                reason: s.mode.reason.clone(),
+                actor: s.mode.actor.clone(),
+                since: utc(s.mode.since_ms),
+                upstreams: s
+                    .upstreams
+                    .iter()
+                    .map(|u| UpView {
+                        credential: credential(&u.name),
+                        name: u.name.clone(),
+                        api: u.api.to_string(),
+                        breaker: u.breaker.to_string(),
+                        failover: u.failover,
+                        since: u.since_ms.map(utc).unwrap_or_else(|| "—".into()),
+                        open_until: u.open_until_ms.map(utc).unwrap_or_else(|| "—".into()),
+                        openings: u.openings,
+                        evidence: u
+                            .evidence
+                            .iter()
+                            .rev()
+                            .take(evidence_per_upstream)
+                            .map(|e| format!("{} {} ({}): {}", utc(e.ts_ms), e.outcome, e.source, e.detail))
+                            .collect(),
+                    })
+                    .collect(),
+            }
+        }
+        None => ControlView {
+            wired: false,
+            mode: "auto".into(),
+            effective: "cloud".into(),
+            effective_label: effective_label("cloud").into(),
+            reason: "default".into(),
+            actor: "genset".into(),
+            since: "start".into(),
+            upstreams: cfg
+                .upstreams
+                .iter()
+                .map(|u| UpView {
+                    credential: credential(&u.name),
+                    name: u.name.clone(),
+                    api: genset::metrics::api_label(u.api).to_string(),
+                    breaker: "unknown".into(),
+                    failover: false,
+                    since: "—".into(),
+                    open_until: "—".into(),
+                    openings: 0,
+                    evidence: Vec::new(),
+                })
+                .collect(),
+        },
+    }
+}
+
+pub struct EventView {
+    ts: String,
+    kind: String,
+    subject: String,
+    cause: String,
+    detail: String,
+}
+
+fn event_view(e: &genset::store::EventRow) -> EventView {
+    EventView {
+        ts: utc(e.ts_ms),
+        kind: e.kind.clone(),
+        subject: e.subject.clone(),
+        cause: e.cause.clone(),
+        detail: e.detail.clone().unwrap_or_default().chars().take(400).collect(),
+    }
+}
+
+pub struct Capacity {
+    name: String,
+    active: usize,
+    slots: usize,
+    queue: usize,
+    bar: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    l: Layout,
+    c: ControlView,
+    chart: String,
+    local_share: String,
+    local_bar: String,
+    requests_hour: i64,
+    errors_hour: i64,
+    capacity: Vec<Capacity>,
+    last_drill: Option<String>,
+    events: Vec<EventView>,
+    stale: bool,
+}
+
+pub fn is_local(served_by: &str) -> bool {
+    served_by.starts_with("local")
+}
+
+/// Requests per minute per use case over the hour before `now`, as an SVG line chart.
+fn rpm_chart(minutes: &[MinuteRow], now: i64, title: &str) -> String {
+    let end = now - now.rem_euclid(60_000);
+    let start = end - 59 * 60_000;
+    let mut by_uc: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for m in minutes.iter().filter(|m| m.minute_ms >= start && m.minute_ms <= end) {
+        let idx = ((m.minute_ms - start) / 60_000) as usize;
+        let v = by_uc.entry(m.use_case.as_str()).or_insert_with(|| vec![0.0; 60]);
+        if let Some(slot) = v.get_mut(idx) {
+            *slot += m.requests as f64;
+        }
+    }
+    let series: Vec<Series> = by_uc.into_iter().map(|(k, v)| Series { label: k.to_string(), values: v }).collect();
+    let labels: Vec<(usize, String)> = [0usize, 15, 30, 45, 59].iter().map(|i| (*i, text::hm(start + *i as i64 * 60_000))).collect();
+    svg::lines(title, &series, &labels, "requests / min")
+}
+
+pub async fn overview(req: HttpRequest, st: web::Data<AdminState>, console: web::Data<Console>) -> PageResult {
+    let a = user(&req)?;
+    let now = console.now_ms();
+    // The chart's hour: the current minute and the 59 before it.
+    let since = now - now.rem_euclid(60_000) - 59 * 60_000;
+    let minutes = rollup::minutes(&st.store, since, None).await.map_err(internal)?;
+    let (mut total, mut local, mut errors) = (0i64, 0i64, 0i64);
+    for m in &minutes {
+        total += m.requests;
+        errors += m.errors;
+        if is_local(&m.served_by) {
+            local += m.requests;
+        }
+    }
+    let share = if total > 0 { local as f64 / total as f64 } else { 0.0 };
+    let capacity = st
+        .models
+        .stats()
+        .into_iter()
+        .map(|m| Capacity {
+            bar: svg::bar(
+                &format!("{} slots in use", m.name),
+                if m.parallel > 0 { m.active_slots as f64 / m.parallel as f64 } else { 0.0 },
+            ),
+            name: m.name,
+            active: m.active_slots,
+            slots: m.parallel,
+            queue: m.queue_depth,
+        })
+        .collect();
+    let events = st.store.list_events(200).await.map_err(internal)?;
+    let last_drill = events.iter().find(|e| e.kind.starts_with("drill")).map(|e| format!("{} {}: {}", utc(e.ts_ms), e.subject, e.cause));
+    let hw = rollup::high_water(&st.store).await.map_err(internal)?.unwrap_or(0);
+    let stale = db::max_exchange_id(&st.store).await.map_err(internal)? - hw > rollup::TAIL_LIMIT;
+    render(&OverviewPage {
+        l: Layout::new("Overview", "overview", Some(&a)).refresh(10),
+        c: control_view(&st, 3),
+        chart: rpm_chart(&minutes, now, "Requests per minute by use case, last hour"),
+        local_share: format!("{:.1} %", share * 100.0),
+        local_bar: svg::bar("share served locally", share),
+        requests_hour: total,
+        errors_hour: errors,
+        capacity,
+        last_drill,
+        events: events.iter().take(10).map(event_view).collect(),
+        stale,
+    })
+}
+
+pub struct UcRow {
+    name: String,
+    description: String,
+    rules: usize,
+    routing: String,
+    on_cutoff: String,
+    ready: String,
+    requests: i64,
+    errors: i64,
+    local: i64,
+}
+
+#[derive(Template)]
+#[template(path = "use_cases.html")]
+struct UseCasesPage {
+    l: Layout,
+    rows: Vec<UcRow>,
+}
+
+fn counts(minutes: &[MinuteRow], uc: &str) -> (i64, i64, i64) {
+    minutes
+        .iter()
+        .filter(|m| m.use_case == uc)
+        .fold((0, 0, 0), |(r, e, l), m| (r + m.requests, e + m.errors, l + if is_local(&m.served_by) { m.requests } else { 0 }))
+}
+
+pub async fn use_cases(req: HttpRequest, st: web::Data<AdminState>, console: web::Data<Console>) -> PageResult {
+    let a = user(&req)?;
+    let now = console.now_ms();
+    let minutes = rollup::totals(&st.store, now - 24 * 3_600_000, None).await.map_err(internal)?;
+    let cfg = st.config.load();
+    let mut rows: Vec<UcRow> = cfg
+        .use_cases
+        .iter()
+        .map(|u| {
+            let (r, e, l) = counts(&minutes, &u.name);
+            UcRow {
+                name: u.name.clone(),
+                description: u.description.clone(),
+                rules: u.rules.len(),
+                routing: u.routing.as_str().into(),
+                on_cutoff: u.on_cutoff.as_str().into(),
+                ready: if u.local_ready { "yes (configured)".into() } else { "no".into() },
+                requests: r,
+                errors: e,
+                local: l,
+            }
+        })
+        .collect();
+    let (r, e, l) = counts(&minutes, genset::classify::UNCLASSIFIED);
+    rows.push(UcRow {
+        name: genset::classify::UNCLASSIFIED.into(),
+        description: "traffic no use case matches".into(),
+        rules: 0,
+        routing: "—".into(),
+        on_cutoff: "—".into(),
+        ready: "—".into(),
+        requests: r,
+        errors: e,
+        local: l,
+    });
+    render(&UseCasesPage { l: Layout::new("Use cases", "use-cases", Some(&a)), rows })
+}
+
+#[derive(Template)]
+#[template(path = "use_case.html")]
+struct UseCasePage {
+    l: Layout,
+    name: String,
+    description: String,
+    routing: String,
+    on_cutoff: String,
+    chain: String,
+    ready: String,
+    requests: i64,
+    errors: i64,
+    local: i64,
+    rules: Vec<String>,
+    chart: String,
+    rows: Vec<Row>,
+    can_detail: bool,
+}
+
+fn describe_rule(r: &genset::config::MatchRule) -> String {
+    let mut parts = Vec::new();
+    if let Some((k, v)) = &r.header {
+        parts.push(format!("header {k} = {v:?}"));
+    }
+    if let Some(m) = &r.model {
+        parts.push(format!("model matches {m:?}"));
+    }
+    if let Some(p) = &r.path {
+        parts.push(format!("path = {p:?}"));
+    }
+    if let Some(re) = &r.system_prompt {
+        parts.push(format!("system prompt matches /{}/", re.as_str()));
+    }
+    if let Some(h) = &r.api_key_sha256 {
+        parts.push(format!("API key sha256 {}", text::last4(h)));
+    }
+    if parts.is_empty() { "matches everything".into() } else { parts.join(" and ") }
+}
+
+fn describe_chain(cfg: &Config, chain: &[ChainStep]) -> String {
+    let steps = if chain.is_empty() { cfg.default_chain.as_deref().unwrap_or(&[]) } else { chain };
+    if steps.is_empty() {
+        return "the default upstream".into();
+    }
+    steps
+        .iter()
+        .map(|s| match s {
+            ChainStep::Upstream(i) => cfg.upstreams.get(*i).map(|u| u.name.clone()).unwrap_or_else(|| format!("upstream #{i}")),
+            ChainStep::Local(n) => format!("local:{n}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
+
+pub async fn use_case(req: HttpRequest, st: web::Data<AdminState>, console: web::Data<Console>, name: web::Path<String>) -> PageResult {
+    let a = user(&req)?;
+    let now = console.now_ms();
+    let cfg = st.config.load();
+    let name = name.into_inner();
+    let uc = cfg.use_cases.iter().find(|u| u.name == name);
+    if uc.is_none() && name != genset::classify::UNCLASSIFIED {
+        return Err(not_found("No such use case in the configuration."));
+    }
+    let day = rollup::totals(&st.store, now - 24 * 3_600_000, Some(&name)).await.map_err(internal)?;
+    let (requests, errors, local) = counts(&day, &name);
+    let minutes = rollup::minutes(&st.store, now - now.rem_euclid(60_000) - 59 * 60_000, Some(&name)).await.map_err(internal)?;
+    let recent = db::list_traffic(&st.store, &db::TrafficQuery { use_case: Some(name.clone()), limit: 10, ..Default::default() })
+        .await
+        .map_err(internal)?;
+    let page = UseCasePage {
+        l: Layout::new(format!("Use case {name}"), "use-cases", Some(&a)),
+        description: uc.map(|u| u.description.clone()).unwrap_or_else(|| "traffic no use case matches".into()),
+        routing: uc.map(|u| u.routing.as_str().to_string()).unwrap_or_else(|| "—".into()),
+        on_cutoff: uc.map(|u| u.on_cutoff.as_str().to_string()).unwrap_or_else(|| "—".into()),
+        chain: uc.map(|u| describe_chain(&cfg, &u.chain)).unwrap_or_else(|| "the default upstream".into()),
+        ready: uc.map(|u| if u.local_ready { "yes (configured)" } else { "no" }).unwrap_or("—").into(),
+        requests,
+        errors,
+        local,
+        rules: uc.map(|u| u.rules.iter().map(describe_rule).collect()).unwrap_or_default(),
+        chart: rpm_chart(&minutes, now, &format!("Requests per minute of {name}, last hour")),
+        rows: rows(&recent),
+        can_detail: a.role >= Role::Operator,
+        name,
+    };
+    render(&page)
+}
+
+pub struct ModelView {
+    name: String,
+    kind: String,
+    file: String,
+    memory: String,
+    context: usize,
+    active: usize,
+    slots: usize,
+    queue: usize,
+    queue_capacity: usize,
+    decode: String,
+    prompt: String,
+}
+
+#[derive(Template)]
+#[template(path = "models.html")]
+struct ModelsPage {
+    l: Layout,
+    models: Vec<ModelView>,
+    configured_only: Vec<String>,
+}
+
+pub async fn models(req: HttpRequest, st: web::Data<AdminState>) -> PageResult {
+    let a = user(&req)?;
+    let stats = st.models.stats();
+    let cfg = st.config.load();
+    let configured_only = cfg.models.iter().map(|m| m.name.clone()).filter(|n| !stats.iter().any(|s| &s.name == n)).collect();
+    let models = stats
+        .into_iter()
+        .map(|m| ModelView {
+            kind: serde_json::to_value(m.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+            file: if m.file_size > 0 { text::bytes(m.file_size) } else { "—".into() },
+            memory: if m.memory_bytes > 0 { text::bytes(m.memory_bytes) } else { "—".into() },
+            context: m.context,
+            active: m.active_slots,
+            slots: m.parallel,
+            queue: m.queue_depth,
+            queue_capacity: m.queue_capacity,
+            decode: format!("{:.1}", m.decode_tokens_per_second),
+            prompt: format!("{:.1}", m.prompt_tokens_per_second),
+            name: m.name,
+        })
+        .collect();
+    render(&ModelsPage { l: Layout::new("Models", "models", Some(&a)).refresh(10), models, configured_only })
+}
+
+#[derive(Template)]
+#[template(path = "failover.html")]
+struct FailoverPage {
+    l: Layout,
+    c: ControlView,
+    can_flip: bool,
+    events: Vec<EventView>,
+}
+
+pub async fn failover(req: HttpRequest, st: web::Data<AdminState>) -> PageResult {
+    let a = user(&req)?;
+    let events = st.store.list_events(200).await.map_err(internal)?;
+    let events = events.iter().filter(|e| matches!(e.kind.as_str(), "mode" | "breaker" | "failover")).take(100).map(event_view).collect();
+    render(&FailoverPage {
+        l: Layout::new("Failover", "failover", Some(&a)),
+        c: control_view(&st, 5),
+        can_flip: a.role >= Role::Operator,
+        events,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "flip.html")]
+struct FlipPage {
+    l: Layout,
+    csrf: String,
+    mode: String,
+    current: String,
+    explain: String,
+    reason: String,
+    error: Option<String>,
+}
+
+fn explain(m: Mode) -> &'static str {
+    match m {
+        Mode::ForceLocal => "Every use case that may be served locally is served from local models, as during a cut-off.",
+        Mode::ForceCloud => "Local failover is off: requests go to the cloud even when its breakers are open.",
+        Mode::Auto => "The breakers decide: traffic fails over when the cloud is cut off and returns when it is back.",
+    }
+}
+
+#[derive(Deserialize)]
+pub struct FlipQuery {
+    mode: String,
+}
+
+fn flip_page(st: &AdminState, a: &crate::session::Authed, mode: Mode, reason: String, error: Option<String>) -> PageResult {
+    let c = control_view(st, 0);
+    render(&FlipPage {
+        l: Layout::new("Change the mode", "failover", Some(a)),
+        csrf: a.csrf.clone(),
+        mode: mode.as_str().into(),
+        current: format!("{} ({})", c.mode, c.effective_label),
+        explain: explain(mode).into(),
+        reason,
+        error,
+    })
+}
+
+pub async fn flip_form(req: HttpRequest, st: web::Data<AdminState>, q: web::Query<FlipQuery>) -> PageResult {
+    let a = user(&req)?;
+    let mode: Mode = q.mode.parse().map_err(|e: String| PageError { code: 400, message: e })?;
+    flip_page(&st, &a, mode, String::new(), None)
+}
+
+#[derive(Deserialize)]
+pub struct FlipForm {
+    mode: String,
+    reason: String,
+    confirm: Option<String>,
+    password: String,
+}
+
+pub async fn flip(req: HttpRequest, st: web::Data<AdminState>, console: web::Data<Console>, form: web::Form<FlipForm>) -> PageResult {
+    let a = user(&req)?;
+    let f = form.into_inner();
+    let mode: Mode = f.mode.parse().map_err(|e: String| PageError { code: 400, message: e })?;
+    let reason = f.reason.trim().to_string();
+    if reason.is_empty() {
+        return flip_page(&st, &a, mode, reason, Some("A reason is required.".into()));
+    }
+    if f.confirm.as_deref() != Some("yes") {
+        return flip_page(&st, &a, mode, reason, Some("Tick the confirmation.".into()));
+    }
+    if !super::auth::reauth(&st, &console, &a, f.password, "mode.flip").await? {
+        return flip_page(&st, &a, mode, reason, Some("Your password is not right.".into()));
+    }
+    let now = console.now_ms();
+    let Some(c) = controller(&st) else {
+        return flip_page(&st, &a, mode, reason, Some("The failover controller is not wired to the console in this build.".into()));
+    };
+    let from = c.mode().mode;
+    let actor = format!("console:{}", a.user.username);
+    match c.set_mode(mode, &reason, &actor) {
+        Ok(_) => {
+            let detail = format!("{} → {}: {reason}", from.as_str(), mode.as_str());
+            audit::record(
+                &st.store,
+                now,
+                Entry {
+                    actor: &a.user.username,
+                    action: "mode.flip",
+                    target: mode.as_str(),
+                    outcome: "ok",
+                    address: &a.address,
+                    detail: Some(&detail),
+                },
+            )
+            .await;
+            Ok(see_other("/failover"))
+        }
+        Err(e) => {
+            audit::record(
+                &st.store,
+                now,
+                Entry {
+                    actor: &a.user.username,
+                    action: "mode.flip",
+                    target: mode.as_str(),
+                    outcome: "failed",
+                    address: &a.address,
+                    detail: Some(&e),
+                },
+            )
+            .await;
+            flip_page(&st, &a, mode, reason, Some(e))
+        }
+    }
+}

@@ -1,0 +1,588 @@
+//! HTTP-level tests of the console against the real daemon in-process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ADMIN_PW, Client, Resp, hidden, start};
+use genset_admin_ui::authz::{Access, Method, RULES, Role};
+use genset_admin_ui::guard::{CSP, HSTS};
+
+fn check_headers(r: &Resp, tls: bool, what: &str) {
+    assert_eq!(r.header("content-security-policy"), Some(CSP), "{what}: CSP");
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
+    assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
+    assert_eq!(r.header("cross-origin-opener-policy"), Some("same-origin"), "{what}");
+    assert!(CSP.contains("frame-ancestors 'none'") && !CSP.contains("unsafe-inline") && !CSP.contains("http"), "{what}");
+    if tls {
+        assert_eq!(r.header("strict-transport-security"), Some(HSTS), "{what}: HSTS over TLS");
+    } else {
+        assert_eq!(r.header("strict-transport-security"), None, "{what}: no HSTS over plain HTTP");
+    }
+}
+
+#[actix_web::test]
+async fn security_headers_on_every_kind_of_answer() {
+    for tls in [true, false] {
+        let d = start(tls).await;
+        let mut anon = d.client();
+        let mut admin = d.signed_in("admin").await;
+        let mut viewer = d.signed_in("viewer").await;
+        let cases = [
+            ("login page", anon.get("/login").await),
+            ("redirect to login", anon.get("/").await),
+            ("unknown path", anon.get("/nope").await),
+            ("encoded path", anon.get("/%75sers").await),
+            ("static css", anon.get("/static/console.css").await),
+            ("static js", anon.get("/static/refresh.js").await),
+            ("overview", admin.get("/").await),
+            ("traffic", admin.get("/traffic").await),
+            ("csv", admin.get("/audit.csv").await),
+            ("forbidden", viewer.get("/users").await),
+            ("csrf refusal", admin.post("/keys", &[("name", "x")]).await),
+        ];
+        for (what, r) in &cases {
+            check_headers(r, tls, what);
+        }
+        assert_eq!(cases[1].1.status, 303);
+        assert_eq!(cases[2].1.status, 404);
+        assert_eq!(cases[3].1.status, 404);
+        assert_eq!(cases[4].1.header("content-type"), Some("text/css; charset=utf-8"));
+        assert_eq!(cases[6].1.header("cache-control"), Some("no-store"));
+        // The HTML never carries inline script or style.
+        for (what, r) in &cases {
+            if r.header("content-type").is_some_and(|c| c.starts_with("text/html")) {
+                assert!(
+                    !r.body.contains("<script>") && !r.body.contains("style=") && !r.body.contains("<style"),
+                    "{what}: inline script/style"
+                );
+            }
+        }
+        // The core's JSON API is not the console's: no console headers there, still bearer-only.
+        let api = anon.get("/api/v1/status").await;
+        assert_eq!(api.status, 401);
+        d.shutdown().await;
+    }
+}
+
+#[actix_web::test]
+async fn session_cookie_attributes() {
+    let d = start(true).await;
+    let mut c = d.client();
+    let r = c.login("nobody", "x").await;
+    assert_eq!(r.status, 401);
+    d.add_user("ada", "admin", ADMIN_PW).await;
+    let r = c.login("ada", ADMIN_PW).await;
+    assert_eq!(r.status, 303);
+    let set = c.raw_set_cookies.iter().find(|s| s.starts_with("__Host-genset_session=")).expect("session cookie");
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{attr} missing: {set}");
+    }
+    assert!(!set.contains("Domain"), "{set}");
+    let token = c.session_cookie().unwrap();
+    assert!(token.len() >= 43, "256-bit token: {token}");
+    // Only the hash is stored.
+    let genset::store::Store::Sqlite(pool) = d.store() else { panic!() };
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT id_hash FROM console_sessions").fetch_all(pool).await.unwrap();
+    assert!(stored.iter().all(|(h,)| h != &token && h.len() == 64));
+    d.shutdown().await;
+}
+
+/// A path for a pattern: `*` filled with something that exists where it matters.
+fn concrete(pattern: &str) -> String {
+    match pattern {
+        "/use-cases/*" => "/use-cases/support".into(),
+        "/static/*" => "/static/console.css".into(),
+        p => p.replace('*', "999999"),
+    }
+}
+
+/// Harmless forms for each POST route (wrong passwords, unknown ids): they may fail, but
+/// must get past (or be stopped by) the authorization check.
+fn form_for(pattern: &str) -> Vec<(&'static str, &'static str)> {
+    match pattern {
+        "/login" => vec![("username", "nobody"), ("password", "wrong-password-123")],
+        "/setup" => vec![("token", "x"), ("username", "x"), ("password", "x"), ("confirm", "x")],
+        "/failover/flip" => vec![("mode", "auto"), ("reason", ""), ("password", "x")],
+        "/keys" => vec![("name", "")],
+        "/users" => vec![("username", "x"), ("role", "viewer"), ("new_password", "x"), ("password", "wrong")],
+        "/account/password" => vec![("current", "wrong"), ("password", "x"), ("confirm", "x")],
+        p if p.starts_with("/users/") => vec![("role", "viewer"), ("password", "wrong"), ("new_password", "x")],
+        _ => vec![],
+    }
+}
+
+#[actix_web::test]
+async fn every_role_on_every_route() {
+    let d = start(false).await;
+    let mut clients: Vec<(Option<Role>, Client)> = vec![(None, d.client())];
+    for role in Role::ALL {
+        clients.push((Some(role), d.signed_in(role.as_str()).await));
+    }
+    let mut checked = 0;
+    for rule in RULES.iter().filter(|r| r.pattern != "/logout") {
+        let path = concrete(rule.pattern);
+        for (role, c) in clients.iter_mut() {
+            let role: Option<Role> = *role;
+            let r = match rule.method {
+                Method::Get => c.get(&path).await,
+                Method::Post => {
+                    let csrf = match rule.access {
+                        Access::Role(_) if role.is_some() => c.csrf().await,
+                        _ => c.get("/login").await.csrf(),
+                    };
+                    let mut form = form_for(rule.pattern);
+                    form.push(("csrf", &csrf));
+                    c.post(&path, &form).await
+                }
+            };
+            let what = format!("{:?} {path} as {role:?}: {} {}", rule.method, r.status, r.location());
+            let allowed = match (rule.access, role) {
+                (Access::Public, _) => true,
+                (Access::Role(_), None) => false,
+                (Access::Role(need), Some(have)) => have >= need,
+            };
+            if allowed {
+                assert!(r.status != 403 && !r.location().starts_with("/login"), "should be allowed: {what}\n{}", r.body);
+                assert!(!r.body.contains("No such page."), "route in the table but not registered: {what}");
+            } else if role.is_none() && rule.method == Method::Get {
+                assert_eq!((r.status, r.location().starts_with("/login")), (303, true), "anonymous GET goes to login: {what}");
+            } else {
+                assert_eq!(r.status, 403, "should be refused: {what}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4 * (RULES.len() - 1));
+    // Denied accesses of signed-in users are audited with who and from where.
+    let denied: Vec<_> = d.audit().await.into_iter().filter(|a| a.action == "access.denied").collect();
+    assert!(denied.iter().any(|a| a.actor == "viewer-user" && a.target == "GET /users" && a.address == "127.0.0.1"), "{denied:?}");
+    // POST /logout for every role.
+    for (role, c) in clients.iter_mut().skip(1) {
+        let csrf = c.csrf().await;
+        let r = c.post("/logout", &[("csrf", &csrf)]).await;
+        assert_eq!((r.status, r.location()), (303, "/login"), "{role:?}");
+        assert_eq!(c.get("/").await.status, 303, "{role:?}: signed out");
+    }
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn paths_outside_the_table_are_not_served() {
+    let d = start(false).await;
+    let mut admin = d.signed_in("admin").await;
+    for p in ["/%75sers", "/users/", "/traffic/1/", "//users", "/static/../Cargo.toml", "/keys/x/revoke"] {
+        let r = admin.get(p).await;
+        assert!(r.status == 404 || r.status == 400, "{p}: {}", r.status);
+    }
+    let r = admin.http.put(format!("{}/users", admin.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn csrf_is_required_on_every_post() {
+    let d = start(true).await;
+    let mut admin = d.signed_in("admin").await;
+    let keys_before = d.store().list_virtual_keys().await.unwrap().len();
+    // No token, a wrong token, another session's token, a cross-site origin.
+    let mut other = d.signed_in("operator").await;
+    let other_csrf = other.csrf().await;
+    let good = admin.csrf().await;
+    let host = admin.base.trim_start_matches("https://").to_string();
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<(&'a str, String)>);
+    let cases: Vec<Case> = vec![
+        ("none", vec![("name", "k1")], vec![]),
+        ("wrong", vec![("name", "k1"), ("csrf", "AAAA")], vec![]),
+        ("other session's", vec![("name", "k1"), ("csrf", &other_csrf)], vec![]),
+        ("cross-site origin", vec![("name", "k1"), ("csrf", &good)], vec![("origin", "https://evil.example".into())]),
+        ("cross-site fetch", vec![("name", "k1"), ("csrf", &good)], vec![("sec-fetch-site", "cross-site".into())]),
+    ];
+    for (what, form, headers) in cases {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = admin.post_with("/keys", &form, &h).await;
+        assert_eq!(r.status, 403, "{what}");
+    }
+    assert_eq!(d.store().list_virtual_keys().await.unwrap().len(), keys_before, "no key created");
+    // The right token from this origin works.
+    let r = admin.post_with("/keys", &[("name", "k1"), ("csrf", &good)], &[("origin", &format!("https://{host}"))]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(d.store().list_virtual_keys().await.unwrap().len(), keys_before + 1);
+    // Login needs the pre-session token too.
+    let mut anon = d.client();
+    let r = anon.post("/login", &[("username", "admin-user"), ("password", ADMIN_PW)]).await;
+    assert_eq!(r.status, 403);
+    let refusals = d.audit().await.into_iter().filter(|a| a.detail.as_deref() == Some("missing or wrong CSRF token")).count();
+    assert!(refusals >= 4, "{refusals}");
+    d.shutdown().await;
+}
+
+/// Everything a GET could change, as text (the audit log and session last-seen times are
+/// logs, not state, and are left out).
+async fn state(d: &common::Daemon) -> String {
+    let genset::store::Store::Sqlite(pool) = d.store() else { panic!() };
+    let mut out = String::new();
+    for q in [
+        "SELECT id || username || password_hash || role || disabled || updated_ms FROM console_users ORDER BY id",
+        "SELECT id_hash || user_id || IFNULL(revoked_ms, '-') FROM console_sessions ORDER BY id_hash",
+        "SELECT id || IFNULL(revoked_ms, '-') FROM virtual_keys ORDER BY id",
+        "SELECT id || kind FROM events ORDER BY id",
+        "SELECT key || value FROM meta WHERE key <> 'console.rollup_id' ORDER BY key",
+        "SELECT token_hash FROM console_bootstrap ORDER BY token_hash",
+    ] {
+        let rows: Vec<(String,)> = sqlx::query_as(q).fetch_all(pool).await.unwrap();
+        out.push_str(&format!("{rows:?}\n"));
+    }
+    out
+}
+
+#[actix_web::test]
+async fn get_never_changes_state() {
+    let d = start(false).await;
+    let mut admin = d.signed_in("admin").await;
+    d.wait_rollup().await;
+    let before = state(&d).await;
+    for rule in RULES.iter().filter(|r| r.method == Method::Get) {
+        let mut path = concrete(rule.pattern);
+        // GETs that look like actions must not act.
+        if path == "/failover/flip" {
+            path.push_str("?mode=force-local");
+        }
+        if path == "/setup" {
+            path.push_str("?token=abc");
+        }
+        let _ = admin.get(&path).await;
+        let _ = admin.get(&format!("{path}?csrf=x&name=k&mode=force-local&reason=r&password={ADMIN_PW}")).await;
+    }
+    for p in ["/logout", "/keys/1/revoke", "/users/1/disable"] {
+        let r = admin.get(p).await;
+        assert_eq!(r.status, 404, "{p}");
+    }
+    assert_eq!(state(&d).await, before);
+    assert_eq!(admin.get("/").await.status, 200, "still signed in");
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn wrong_passwords_from_one_address_do_not_lock_out_another() {
+    let d = start(false).await;
+    d.add_user("ada", "admin", ADMIN_PW).await;
+    let mut attacker = d.client_from("127.0.0.2");
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(attacker.login("ada", &format!("guess number {i} wrong")).await.status);
+    }
+    assert_eq!(statuses, vec![401, 401, 401, 401, 401, 429], "the sixth try from the attacker's address is throttled");
+    // Even the right password is throttled from there for now…
+    assert_eq!(attacker.login("ada", ADMIN_PW).await.status, 429);
+    // …but the admin, from another address, signs in.
+    let mut admin = d.client();
+    let r = admin.login("ada", ADMIN_PW).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(admin.get("/").await.status, 200);
+    let audit = d.audit().await;
+    let failed = audit.iter().filter(|a| a.action == "login.failed" && a.address == "127.0.0.2").count();
+    assert_eq!(failed, 5);
+    assert!(audit.iter().any(|a| a.action == "login.limited" && a.address == "127.0.0.2"));
+    assert!(audit.iter().any(|a| a.action == "login" && a.actor == "ada" && a.address == "127.0.0.1"));
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn sessions_rotate_expire_and_end() {
+    let d = start(false).await;
+    d.add_user("ada", "admin", ADMIN_PW).await;
+    let mut c = d.client();
+    assert_eq!(c.login("ada", ADMIN_PW).await.status, 303);
+    let first = c.session_cookie().unwrap();
+    // Signing in again rotates: a new token, and the old one is dead.
+    assert_eq!(c.login("ada", ADMIN_PW).await.status, 303);
+    let second = c.session_cookie().unwrap();
+    assert_ne!(first, second);
+    let mut stale = d.client();
+    stale.cookies.insert("genset_session".into(), first.clone());
+    assert_eq!(stale.get("/").await.status, 303, "the pre-rotation token no longer works");
+    assert_eq!(c.get("/").await.status, 200);
+
+    // Idle timeout.
+    let idle = d.console.options.idle_timeout;
+    d.console.clock.advance(idle - Duration::from_secs(60));
+    assert_eq!(c.get("/").await.status, 200, "used just before the idle timeout");
+    d.console.clock.advance(idle + Duration::from_secs(1));
+    assert_eq!(c.get("/").await.status, 303, "idle too long");
+
+    // Absolute timeout, however busy the session.
+    assert_eq!(c.login("ada", ADMIN_PW).await.status, 303);
+    let step = Duration::from_secs(20 * 60);
+    let mut elapsed = Duration::ZERO;
+    while elapsed + step < d.console.options.absolute_timeout {
+        d.console.clock.advance(step);
+        elapsed += step;
+        assert_eq!(c.get("/").await.status, 200, "after {elapsed:?}");
+    }
+    d.console.clock.advance(step);
+    assert_eq!(c.get("/").await.status, 303, "past the absolute timeout");
+
+    // Revocation: disabling a user ends their sessions at once.
+    assert_eq!(c.login("ada", ADMIN_PW).await.status, 303);
+    let mut boss = d.signed_in("admin").await;
+    let mut v = d.signed_in("viewer").await;
+    assert_eq!(v.get("/").await.status, 200);
+    let users = genset_admin_ui::db::list_users(d.store()).await.unwrap();
+    let vid = users.iter().find(|u| u.username == "viewer-user").unwrap().id;
+    let csrf = boss.csrf().await;
+    let r = boss.post(&format!("/users/{vid}/disable"), &[("csrf", &csrf), ("password", "not my password")]).await;
+    assert!(r.body.contains("Your password is not right."), "re-authentication required");
+    assert_eq!(v.get("/").await.status, 200, "not disabled without the password");
+    let r = boss.post(&format!("/users/{vid}/disable"), &[("csrf", &csrf), ("password", ADMIN_PW)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(v.get("/").await.status, 303, "a disabled user's session ends");
+    assert_eq!(v.login("viewer-user", ADMIN_PW).await.status, 401);
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn bootstrap_sets_up_the_first_admin_once() {
+    let d = start(true).await;
+    let mut c = d.client();
+    // No default account exists.
+    for (u, p) in [("admin", "admin"), ("admin", "password"), ("root", "genset")] {
+        assert_eq!(c.login(u, p).await.status, 401);
+    }
+    let bad = c.get("/setup?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
+    assert!(bad.body.contains("not valid"));
+    // gensetctl's way: the admin bearer token gets a setup link.
+    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let unauth = http.post(format!("{}/api/v1/console/bootstrap", d.base)).send().await.unwrap();
+    assert_eq!(unauth.status().as_u16(), 401);
+    let link: serde_json::Value =
+        http.post(format!("{}/api/v1/console/bootstrap", d.base)).bearer_auth(&d.token).send().await.unwrap().json().await.unwrap();
+    let path = link["setup_path"].as_str().unwrap().to_string();
+    let page = c.get(&path).await;
+    assert_eq!(page.status, 200);
+    let csrf = page.csrf();
+    let token = hidden(&page.body, "token").unwrap();
+    // Password policy.
+    let r = c
+        .post("/setup", &[("csrf", &csrf), ("token", &token), ("username", "ada"), ("password", "too short"), ("confirm", "too short")])
+        .await;
+    assert!(r.body.contains("at least 12"), "{}", r.body);
+    let r =
+        c.post("/setup", &[("csrf", &csrf), ("token", &token), ("username", "ada"), ("password", ADMIN_PW), ("confirm", ADMIN_PW)]).await;
+    assert_eq!((r.status, r.location()), (303, "/"), "{}", r.body);
+    assert_eq!(c.get("/").await.status, 200, "signed in after setup");
+    // The link is spent, and a second admin cannot be made through it.
+    let again = d.client().get(&path).await;
+    assert!(again.body.contains("An admin exists already"));
+    let r = http.post(format!("{}/api/v1/console/bootstrap", d.base)).bearer_auth(&d.token).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    let users = genset_admin_ui::db::list_users(d.store()).await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert!(users[0].password_hash.starts_with("$argon2id$"));
+    assert!(d.audit().await.iter().any(|a| a.action == "setup" && a.outcome == "ok" && a.actor == "ada"));
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn keys_show_the_plaintext_once() {
+    let d = start(false).await;
+    let mut admin = d.signed_in("admin").await;
+    let csrf = admin.csrf().await;
+    let r = admin.post("/keys", &[("csrf", &csrf), ("name", "billing-app"), ("use_case", "invoices"), ("upstream", "openai")]).await;
+    assert_eq!(r.status, 200);
+    let start = r.body.find("gk-").unwrap();
+    let key: String = r.body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    assert!(key.len() > 20, "{key}");
+    let list = admin.get("/keys").await;
+    assert!(!list.body.contains(&key), "the key is never shown again");
+    assert!(list.body.contains(&key[key.len() - 4..]), "its last four are");
+    // The upstream's credential is never on any page; its last four are, on the overview.
+    for p in ["/", "/keys", "/use-cases", "/failover", "/models", "/use-cases/support", "/audit"] {
+        assert!(!admin.get(p).await.body.contains("sk-test-upstream-secret"), "{p}");
+    }
+    assert!(admin.get("/").await.body.contains("…9z9z"));
+    let id = d.store().list_virtual_keys().await.unwrap()[0].id.clone();
+    let r = admin.post(&format!("/keys/{id}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303);
+    assert!(d.store().list_virtual_keys().await.unwrap()[0].revoked_ms.is_some());
+    let audit = d.audit().await;
+    assert!(audit.iter().any(|a| a.action == "key.create" && a.actor == "admin-user"));
+    assert!(audit.iter().any(|a| a.action == "key.revoke"));
+    assert!(!audit.iter().any(|a| a.detail.as_deref().is_some_and(|x| x.contains(&key))), "the audit log holds no key");
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn viewer_cannot_reach_the_flip() {
+    let d = start(false).await;
+    let mut viewer = d.signed_in("viewer").await;
+    let page = viewer.get("/failover").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("/failover/flip"), "no flip controls for a viewer");
+    assert_eq!(viewer.get("/failover/flip?mode=force-local").await.status, 403);
+    let csrf = viewer.csrf().await;
+    let r = viewer
+        .post("/failover/flip", &[("csrf", &csrf), ("mode", "force-local"), ("reason", "r"), ("confirm", "yes"), ("password", ADMIN_PW)])
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(d.audit().await.iter().any(|a| a.action == "access.denied" && a.target == "POST /failover/flip" && a.actor == "viewer-user"));
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn users_roles_and_the_last_admin() {
+    let d = start(false).await;
+    let mut admin = d.signed_in("admin").await;
+    let csrf = admin.csrf().await;
+    let r = admin
+        .post(
+            "/users",
+            &[
+                ("csrf", &csrf),
+                ("username", "bob"),
+                ("role", "operator"),
+                ("new_password", "a long passphrase for b"),
+                ("password", ADMIN_PW),
+            ],
+        )
+        .await;
+    assert!(r.body.contains("User bob created"), "{}", r.body);
+    let mut bob = d.client();
+    assert_eq!(bob.login("bob", "a long passphrase for b").await.status, 303);
+    assert_eq!(bob.get("/failover/flip?mode=auto").await.status, 200);
+    assert_eq!(bob.get("/users").await.status, 403);
+    let users = genset_admin_ui::db::list_users(d.store()).await.unwrap();
+    let bob_id = users.iter().find(|u| u.username == "bob").unwrap().id;
+    let me = users.iter().find(|u| u.username == "admin-user").unwrap().id;
+    let r = admin.post(&format!("/users/{bob_id}/role"), &[("csrf", &csrf), ("role", "viewer"), ("password", ADMIN_PW)]).await;
+    assert!(r.body.contains("bob is now viewer"));
+    assert_eq!(bob.get("/failover/flip?mode=auto").await.status, 403, "the role is checked on every request");
+    let r = admin.post(&format!("/users/{me}/role"), &[("csrf", &csrf), ("role", "viewer"), ("password", ADMIN_PW)]).await;
+    assert!(r.body.contains("last enabled admin"), "{}", r.body);
+    let csv = admin.get("/audit.csv").await;
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert!(csv.body.starts_with("id,time_utc,actor,action,target,outcome,address,detail\n"));
+    assert!(csv.body.contains("\"user.role\""));
+    assert!(csv.body.contains("\"user.create\""));
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn operator_flips_with_reason_confirmation_and_password() {
+    let d = start(false).await;
+    let mut op = d.signed_in("operator").await;
+    let ctl = d.running.as_ref().unwrap().controller.clone();
+    let page = op.get("/failover/flip?mode=force-local").await;
+    assert_eq!(page.status, 200);
+    let csrf = page.csrf();
+    let flip = |reason: &'static str, confirm: Option<&'static str>, pw: &'static str| {
+        let mut f =
+            vec![("csrf", csrf.clone()), ("mode", "force-local".to_string()), ("reason", reason.to_string()), ("password", pw.to_string())];
+        if let Some(c) = confirm {
+            f.push(("confirm", c.to_string()));
+        }
+        f
+    };
+    for (form, expect) in [
+        (flip("", Some("yes"), ADMIN_PW), "A reason is required."),
+        (flip("drill", None, ADMIN_PW), "Tick the confirmation."),
+        (flip("drill", Some("yes"), "wrong password"), "Your password is not right."),
+    ] {
+        let f: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = op.post("/failover/flip", &f).await;
+        assert!(r.body.contains(expect), "{expect}: {}", r.body);
+        assert_eq!(ctl.snapshot().mode.mode.as_str(), "auto", "unchanged after: {expect}");
+    }
+    let form = flip("quarterly drill", Some("yes"), ADMIN_PW);
+    let f: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = op.post("/failover/flip", &f).await;
+    assert_eq!((r.status, r.location()), (303, "/failover"), "{}", r.body);
+    let snap = ctl.snapshot();
+    assert_eq!((snap.mode.mode.as_str(), snap.effective), ("force-local", "forced-local"));
+    assert_eq!(snap.mode.actor, "console:operator-user");
+    let page = op.get("/failover").await;
+    assert!(page.body.contains("Forced local"), "{}", page.body);
+    let r = op
+        .post("/failover/flip", &[("csrf", &csrf), ("mode", "auto"), ("reason", "drill over"), ("confirm", "yes"), ("password", ADMIN_PW)])
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(ctl.snapshot().mode.mode.as_str(), "auto");
+    let flips: Vec<_> = d.audit().await.into_iter().filter(|a| a.action == "mode.flip" && a.outcome == "ok").collect();
+    assert_eq!(flips.len(), 2);
+    assert!(flips.iter().any(|a| a.detail.as_deref() == Some("auto → force-local: quarterly drill")));
+    assert!(d.audit().await.iter().any(|a| a.action == "reauth.failed" && a.target == "mode.flip"));
+    // The controller's own events reach the timeline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = op.get("/failover").await;
+        if page.body.contains("quarterly drill") && page.body.contains("drill over") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "mode events on the timeline: {}", page.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn dashboards_count_from_the_rollup_and_its_tail() {
+    let d = start(false).await;
+    common::seed_exchanges(d.store(), 300).await;
+    let mut viewer = d.signed_in("viewer").await;
+    // Before and after the fold, the figures are the same (no double counting).
+    for round in 0..2 {
+        let page = viewer.get("/use-cases").await;
+        assert_eq!(page.status, 200);
+        let row = |name: &str| {
+            let i = page.body.find(&format!("<a href=\"/use-cases/{name}\">")).unwrap();
+            let cells: Vec<String> =
+                page.body[i..].split("<td class=\"num\">").skip(1).take(3).map(|c| c.split('<').next().unwrap().to_string()).collect();
+            cells
+        };
+        assert_eq!(row("support"), vec!["200", "12", "40"], "round {round}");
+        assert_eq!(row("invoices"), vec!["100", "6", "20"], "round {round}");
+        let overview = viewer.get("/").await;
+        assert!(overview.body.contains("<polyline class=\"line s0\""), "chart drawn");
+        assert!(overview.body.contains("300 requests, 18 errors"), "round {round}");
+        d.wait_rollup().await;
+    }
+    // A viewer sees the traffic list but not the recorded bodies.
+    let t = viewer.get("/traffic?use_case=invoices").await;
+    assert!(t.body.contains("local:gemma") && !t.body.contains("href=\"/traffic/"));
+    assert_eq!(viewer.get("/traffic/1").await.status, 403);
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn traffic_pages_walk_every_row_once() {
+    let d = start(false).await;
+    common::seed_exchanges(d.store(), 300).await;
+    let mut op = d.signed_in("operator").await;
+    for (filter, want) in [("", 300usize), ("use_case=invoices&", 100), ("served_by=local%3Agemma&status=200&", 56)] {
+        let mut seen: Vec<i64> = Vec::new();
+        let mut next = Some(format!("/traffic?{filter}"));
+        let mut pages = 0;
+        while let Some(path) = next.take() {
+            let r = op.get(&path).await;
+            assert_eq!(r.status, 200, "{path}");
+            seen.extend(r.body.match_indices("<a href=\"/traffic/").map(|(i, m)| {
+                let rest = &r.body[i + m.len()..];
+                rest[..rest.find('"').unwrap()].parse::<i64>().unwrap()
+            }));
+            next = r.body.find("\" id=\"older\"").map(|j| {
+                let head = &r.body[..j];
+                head[head.rfind("href=\"").unwrap() + 6..].replace("&amp;", "&").replace("&#38;", "&")
+            });
+            pages += 1;
+            assert!(pages < 20, "{path} {seen:?}");
+        }
+        let mut sorted = seen.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        sorted.dedup();
+        assert_eq!(seen.len(), want, "{filter}: every row once");
+        assert_eq!(sorted, seen, "{filter}: newest first, no repeats");
+    }
+    d.shutdown().await;
+}
