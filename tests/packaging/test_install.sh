@@ -88,8 +88,9 @@ stop() { # SIGTERM, as systemctl stop does; the exit status must be 0
 
 echo "== run as the unit would"
 if start; then ok "READY=1 after start"; else bad "READY=1 never came"; fi
-check "GET /healthz on the admin listener" curl -sf http://127.0.0.1:8081/healthz
-check "GET /api/v1/status with the admin token" curl -sf -H "Authorization: Bearer $(cat /etc/genset/admin.token)" http://127.0.0.1:8081/api/v1/status
+check "GET /healthz on the admin listener (HTTPS, the package's certificate)" curl -sf --cacert /etc/genset/tls/console.crt https://127.0.0.1:8081/healthz
+check "the admin listener refuses plain HTTP" sh -c '! curl -sf http://127.0.0.1:8081/healthz'
+check "GET /api/v1/status with the admin token" curl -sf --cacert /etc/genset/tls/console.crt -H "Authorization: Bearer $(cat /etc/genset/admin.token)" https://127.0.0.1:8081/api/v1/status
 check "gensetctl status (root, token from the config)" gensetctl status
 sleep 1.6
 if grep -q 'WATCHDOG=1' "$T/notify.log"; then ok "WATCHDOG=1 pings"; else bad "no WATCHDOG=1 within 1.6s (WATCHDOG_USEC=2s)"; fi

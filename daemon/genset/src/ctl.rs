@@ -42,6 +42,15 @@ pub enum Command {
     /// Show the failover mode and each upstream's breaker, or flip the mode:
     /// `gensetctl mode force-local --reason "provider outage drill"`.
     Mode(ModeArgs),
+    /// Readiness of the local models per use case (score, 95% interval, verdict, trend), or
+    /// one use case in detail with its history and worst examples side by side.
+    Readiness(ReadinessArgs),
+    /// Failover drills: `gensetctl drill start --use-case support --duration 5m`,
+    /// `drill status ID`, `drill abort ID`, `drill list`.
+    #[command(subcommand)]
+    Drill(crate::drill::api::DrillCmd),
+    /// An availability (SLA) report: `gensetctl report --period 2026-11 --format pdf -o report.pdf`.
+    Report(ReportArgs),
     /// Install a provisioning bundle (models, use cases, upstreams) on this host, all or
     /// nothing. Run as root on the appliance; see docs/provisioning.md.
     Provision(crate::provision::ProvisionArgs),
@@ -75,6 +84,25 @@ pub struct TrafficArgs {
     /// Show exchanges older than this id (the "next" id printed by the previous page).
     #[arg(long)]
     pub before: Option<i64>,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// A month (2026-11), an ISO week (2026-W45) or a range of days (2026-11-01..2026-11-15), UTC.
+    #[arg(long)]
+    pub period: String,
+    /// json | csv | html | pdf
+    #[arg(long, default_value = "html")]
+    pub format: String,
+    /// Write the report here (required for pdf); absent: print it.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ReadinessArgs {
+    /// One use case; absent: all use cases with a local model.
+    pub use_case: Option<String>,
 }
 
 #[derive(Args)]
@@ -120,8 +148,8 @@ struct Client {
 
 impl Client {
     fn new(cli: &Cli) -> anyhow::Result<Client> {
-        let (base, token) = match (&cli.admin_url, &cli.admin_token) {
-            (Some(u), Some(t)) => (u.clone(), t.clone()),
+        let (base, token, cert) = match (&cli.admin_url, &cli.admin_token) {
+            (Some(u), Some(t)) => (u.clone(), t.clone(), std::env::var_os("GENSET_ADMIN_CA").map(std::path::PathBuf::from)),
             _ => {
                 let cfg = crate::config::Config::load(&cli.config)
                     .with_context(|| "cannot find the daemon: set GENSET_ADMIN_URL and GENSET_ADMIN_TOKEN, or pass --config".to_string())?;
@@ -129,7 +157,8 @@ impl Client {
                 if addr.ip().is_unspecified() {
                     addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
                 }
-                let url = cli.admin_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+                let scheme = if cfg.admin.tls.is_some() { "https" } else { "http" };
+                let url = cli.admin_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
                 let token = match &cli.admin_token {
                     Some(t) => t.clone(),
                     None => std::fs::read_to_string(&cfg.admin.token_file)
@@ -137,12 +166,32 @@ impl Client {
                         .trim()
                         .to_string(),
                 };
-                (url, token)
+                (url, token, cfg.admin.tls.map(|(cert, _)| cert))
             }
         };
         crate::install_crypto_provider();
-        let http = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(30)).build()?;
+        let mut builder = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(30));
+        // The admin listener's own certificate (self-signed by the package) is trusted as is.
+        if let Some(cert) = &cert {
+            let pem = std::fs::read(cert).with_context(|| format!("admin.tls_cert: cannot read {}", cert.display()))?;
+            let c = reqwest::Certificate::from_pem(&pem).with_context(|| format!("admin.tls_cert: {} is not a PEM certificate", cert.display()))?;
+            builder = builder.add_root_certificate(c);
+        }
+        let http = builder.build()?;
         Ok(Client { base: base.trim_end_matches('/').to_string(), token, http })
+    }
+
+    /// A GET whose answer is returned as bytes (reports).
+    async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await
+            .with_context(|| format!("cannot reach the daemon at {}", self.base))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.context("reading the daemon's answer")?;
+        if !status.is_success() {
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            bail!("{status}: {}", v["error"]["message"].as_str().unwrap_or("unknown error"));
+        }
+        Ok(bytes.to_vec())
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
@@ -170,6 +219,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
         _ => {}
     }
     let c = Client::new(&cli)?;
+    if let Command::Report(a) = &cli.command {
+        let format: genset_report::Format = a.format.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        if format == genset_report::Format::Pdf && a.output.is_none() {
+            bail!("a PDF report needs -o FILE");
+        }
+        let bytes = c.get_bytes(&crate::drill::api::ctl_report(&a.period, &a.format)).await?;
+        return match &a.output {
+            Some(path) => {
+                std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(format!("wrote {} ({} bytes)", path.display(), bytes.len()))
+            }
+            None => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        };
+    }
     use reqwest::Method;
     let v = match &cli.command {
         Command::Status => c.call(Method::GET, "/api/v1/status", None).await?,
@@ -210,13 +273,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
             c.call(Method::POST, "/api/v1/mode", Some(serde_json::json!({"mode": m, "reason": reason, "actor": actor}))).await?;
             c.call(Method::GET, "/api/v1/failover", None).await?
         }
+        Command::Readiness(a) => c.call(Method::GET, &crate::evaluate::api::ctl_path(a.use_case.as_deref()), None).await?,
+        Command::Drill(d) => {
+            let (m, path, body) = crate::drill::api::ctl_drill(d, &ctl_actor());
+            c.call(m, &path, body).await?
+        }
         Command::Keys(KeyCmd::Revoke { id }) => c.call(Method::DELETE, &format!("/api/v1/keys/{}", urlencode(id)), None).await?,
-        Command::Provision(_) | Command::Man { .. } | Command::Completions { .. } => unreachable!("handled above"),
+        Command::Provision(_) | Command::Man { .. } | Command::Completions { .. } | Command::Report(_) => unreachable!("handled above"),
     };
     if cli.json {
         return Ok(serde_json::to_string_pretty(&v)?);
     }
     Ok(render(&cli.command, &v))
+}
+
+/// Who runs gensetctl (user@host), recorded with drills and mode flips.
+fn ctl_actor() -> String {
+    format!(
+        "{}@{} via gensetctl",
+        std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()),
+        std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    )
 }
 
 fn urlencode(s: &str) -> String {
@@ -388,6 +465,10 @@ fn render(cmd: &Command, v: &Value) -> String {
         Command::Keys(KeyCmd::Revoke { id }) => {
             let _ = writeln!(out, "revoked {id}");
         }
+        Command::Readiness(a) => out.push_str(&crate::evaluate::api::render(a.use_case.as_deref(), v)),
+        Command::Drill(crate::drill::api::DrillCmd::List { .. }) => out.push_str(&crate::drill::api::render_list(v)),
+        Command::Drill(_) => out.push_str(&crate::drill::api::render_drill(v)),
+        Command::Report(_) => {}
         Command::Provision(_) | Command::Man { .. } | Command::Completions { .. } => {}
     }
     out

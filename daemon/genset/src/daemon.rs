@@ -39,6 +39,12 @@ pub struct Running {
     background: CancellationToken,
     control_task: tokio::task::JoinHandle<()>,
     pub controller: Arc<crate::control::Controller>,
+    /// The evaluator (issue 6): tests run a round with `evaluator.run_round()`.
+    pub evaluator: Arc<crate::evaluate::Evaluator>,
+    evaluate_task: tokio::task::JoinHandle<()>,
+    /// Drills (issue 8): live and replay drills, the schedule, reports.
+    pub drills: Arc<crate::drill::Drills>,
+    drill_task: tokio::task::JoinHandle<()>,
 }
 
 /// Read the admin token, creating the file (mode 0600) with a fresh random token when absent.
@@ -146,6 +152,12 @@ pub async fn start_with(cfg: Config, ext: Extensions) -> anyhow::Result<Running>
     let proxy_addr = proxy.addrs().first().copied().context("proxy.listen: no address bound")?;
 
     let config = Arc::new(ArcSwap::from_pointee(cfg.clone()));
+    let (evaluator, evaluate_task) =
+        crate::evaluate::Evaluator::start(store.clone(), config.clone(), registry.clone(), controller.clone(), background.clone()).await;
+    let evaluator_data = web::Data::from(evaluator.clone());
+    let (drills, drill_task) =
+        crate::drill::Drills::start(store.clone(), controller.clone(), registry.clone(), config.clone(), background.clone()).await;
+    let drills_data = web::Data::from(drills.clone());
     let admin_listener =
         std::net::TcpListener::bind(cfg.admin.listen).with_context(|| format!("admin.listen: cannot bind {}", cfg.admin.listen))?;
     let admin_addr = admin_listener.local_addr().context("admin.listen")?;
@@ -164,7 +176,7 @@ pub async fn start_with(cfg: Config, ext: Extensions) -> anyhow::Result<Running>
     });
     let admin_routes = ext.admin_routes.clone();
     let admin = HttpServer::new(move || {
-        let mut app = App::new().app_data(admin_state.clone());
+        let mut app = App::new().app_data(admin_state.clone()).app_data(evaluator_data.clone()).app_data(drills_data.clone());
         if let Some(routes) = &admin_routes {
             app = app.configure(|c| routes(c));
         }
@@ -207,6 +219,10 @@ pub async fn start_with(cfg: Config, ext: Extensions) -> anyhow::Result<Running>
         background,
         control_task,
         controller,
+        evaluator,
+        evaluate_task,
+        drills,
+        drill_task,
     })
 }
 
@@ -235,12 +251,14 @@ impl Running {
     /// Graceful stop: stop accepting, let in-flight requests finish (up to the grace time),
     /// then drain the recorder queue into the store.
     pub async fn shutdown(self) {
-        let Running { proxy_server, admin_server, servers, writer, background, proxy_state, recorder, store, control_task, .. } = self;
+        let Running { proxy_server, admin_server, servers, writer, background, proxy_state, recorder, store, control_task, evaluate_task, drill_task, .. } = self;
         proxy_server.stop(true).await;
         admin_server.stop(true).await;
         let _ = servers.await;
         // The controller's pending events are written before the store closes.
         background.cancel();
+        let _ = evaluate_task.await;
+        let _ = drill_task.await;
         let _ = control_task.await;
         // The last senders: once they are gone the writer drains the queue and returns.
         drop(proxy_state);
@@ -297,7 +315,8 @@ pub async fn serve_with(config_path: &Path, cfg: Config, ext: Extensions) -> any
     tracing::info!(proxy = %running.proxy_addr, admin = %running.admin_addr, store = running.store.backend(), "gensetd ready");
     #[allow(clippy::print_stdout)]
     {
-        println!("gensetd ready proxy=http://{} admin=http://{}", running.proxy_addr, running.admin_addr);
+        let admin_scheme = if running.config().admin.tls.is_some() { "https" } else { "http" };
+        println!("gensetd ready proxy=http://{} admin={admin_scheme}://{}", running.proxy_addr, running.admin_addr);
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -353,26 +372,7 @@ pub async fn serve_with(config_path: &Path, cfg: Config, ext: Extensions) -> any
 
 /// Logs: to journald with structured fields when stderr is connected to the journal (under
 /// systemd, `JOURNAL_STREAM` says so), else lines on stderr. `RUST_LOG` wins over the config.
+/// Set up logging and, when configured, trace export (see [`crate::telemetry`]).
 pub fn init_logging(t: &crate::config::TelemetryConfig) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&t.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        match tracing_journald::layer() {
-            Ok(layer) => {
-                let _ = tracing_subscriber::registry().with(filter).with(layer.with_syslog_identifier("gensetd".into())).try_init();
-                return;
-            }
-            Err(e) => eprintln!("gensetd: journald unavailable ({e}); logging to stderr"),
-        }
-    }
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = if t.log_json { b.json().try_init() } else { b.try_init() };
+    crate::telemetry::init(t);
 }

@@ -15,6 +15,8 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
+pub mod drill;
+pub mod evaluate;
 pub mod local;
 pub mod local_route;
 pub mod metrics;
@@ -23,6 +25,7 @@ pub mod proxy;
 pub mod record;
 pub mod route;
 pub mod store;
+pub mod telemetry;
 pub mod util;
 
 /// Install the process-wide rustls crypto provider (ring). Call first thing in every binary

@@ -47,6 +47,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/failover", web::get().to(failover))
         .route("/api/v1/mode", web::get().to(failover))
         .route("/api/v1/mode", web::post().to(set_mode))
+        .configure(crate::evaluate::configure)
+        .configure(crate::drill::api::configure)
         .default_service(web::to(|req: HttpRequest| async move {
             ApiError::new(ErrorKind::NotFound, format!("unknown admin path {} {}", req.method(), req.path())).render(Flavor::OpenAi)
         }));
@@ -54,7 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// An admin API error: rendered in the OpenAI error format.
 #[derive(Debug)]
-struct AdminError(ApiError);
+pub(crate) struct AdminError(ApiError);
 
 impl std::fmt::Display for AdminError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,7 +81,7 @@ impl From<ApiError> for AdminError {
 
 type Result<T> = std::result::Result<T, AdminError>;
 
-fn authorize(req: &HttpRequest, st: &AdminState) -> Result<()> {
+pub(crate) fn authorize(req: &HttpRequest, st: &AdminState) -> Result<()> {
     let given = req
         .headers()
         .get("authorization")

@@ -1,6 +1,7 @@
 //! Configuration: stage one (`raw`) parses the TOML strictly; stage two (`validate`) checks
 //! every value and produces the typed runtime [`Config`]. Every error names its key path.
 
+pub mod drills;
 pub mod failover;
 pub mod raw;
 mod secret;
@@ -51,6 +52,10 @@ pub struct Config {
     pub evaluation: EvaluationConfig,
     /// `[routing] default_chain`: for traffic no use case claims.
     pub default_chain: Option<Vec<ChainStep>>,
+    /// `[[drills]]`, `[drill_verdict]`, `[reports]` and `[pricing]`.
+    pub drills: Vec<drills::DrillConfig>,
+    pub drill_verdict: drills::DrillVerdictConfig,
+    pub reports: drills::ReportsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +216,10 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
 pub struct TelemetryConfig {
     pub log_json: bool,
     pub log_level: String,
+    pub otlp_endpoint: Option<String>,
+    pub otlp_headers: Vec<(String, Secret)>,
+    pub service_name: String,
+    pub trace_sample_ratio: f64,
 }
 
 /// Parse a size like `8MiB`, `512KiB`, `1MB` or `4096`.
@@ -506,6 +515,23 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
             Some(o) => return Err(ConfigError::new("telemetry.log_format", format!("unknown format {o:?}: expected text or json"))),
         },
         log_level: raw.telemetry.log_level.unwrap_or_else(|| "info".into()),
+        otlp_endpoint: match raw.telemetry.otlp_endpoint {
+            Some(u) => {
+                let parsed = reqwest::Url::parse(&u).map_err(|e| ConfigError::new("telemetry.otlp_endpoint", format!("not an absolute URL ({e})")))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(ConfigError::new("telemetry.otlp_endpoint", "must be an http:// or https:// URL (OTLP over HTTP)"));
+                }
+                Some(u)
+            }
+            None => None,
+        },
+        otlp_headers: raw.telemetry.otlp_headers.into_iter().map(|(k, v)| (k, Secret::new(v))).collect(),
+        service_name: raw.telemetry.service_name.unwrap_or_else(|| "gensetd".into()),
+        trace_sample_ratio: match raw.telemetry.trace_sample_ratio {
+            Some(r) if !(0.0..=1.0).contains(&r) => return Err(ConfigError::new("telemetry.trace_sample_ratio", "must be between 0 and 1")),
+            Some(r) => r,
+            None => 1.0,
+        },
     };
 
     let failover = failover::validate(raw.failover)?;
@@ -527,10 +553,15 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
             None => None,
         },
     };
+    let uc_names: Vec<String> = use_cases.iter().map(|u: &UseCaseConfig| u.name.clone()).collect();
+    let (drills, drill_verdict, reports) = drills::validate(raw.drills, raw.drill_verdict, raw.reports, raw.pricing, &uc_names)?;
     let by_name = |n: &str| upstreams.iter().position(|u| u.name == n);
     let default_chain = raw.routing.default_chain.as_ref().map(|c| failover::chain("routing.default_chain", c, &by_name, &raw.models)).transpose()?;
 
     Ok(Config {
+        drills,
+        drill_verdict,
+        reports,
         evaluation,
         failover,
         default_chain,

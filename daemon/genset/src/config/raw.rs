@@ -30,6 +30,15 @@ pub struct RawConfig {
     pub failover: RawFailover,
     #[serde(default)]
     pub evaluation: RawEvaluation,
+    /// Drills and reports (see `config::drills`).
+    #[serde(default)]
+    pub drills: Vec<super::drills::RawDrill>,
+    #[serde(default)]
+    pub drill_verdict: super::drills::RawDrillVerdict,
+    #[serde(default)]
+    pub reports: super::drills::RawReports,
+    #[serde(default)]
+    pub pricing: std::collections::BTreeMap<String, super::drills::RawPrice>,
 }
 
 /// `[evaluation]`: continuous testing of the local models on recorded traffic and canaries.
@@ -341,4 +350,11 @@ pub struct RawTelemetry {
     pub log_format: Option<String>,
     /// Log filter in `RUST_LOG` syntax; `RUST_LOG` wins when set.
     pub log_level: Option<String>,
+    /// OTLP/HTTP collector base URL (e.g. "http://127.0.0.1:4318"): traces are exported there.
+    pub otlp_endpoint: Option<String>,
+    /// Extra headers for the collector (e.g. an authorization header); never logged.
+    pub otlp_headers: std::collections::BTreeMap<String, String>,
+    pub service_name: Option<String>,
+    /// Share of requests traced (parent-based).
+    pub trace_sample_ratio: Option<f64>,
 }

@@ -237,7 +237,26 @@ async fn handle(req: HttpRequest, payload: web::Payload, state: web::Data<ProxyS
         use_case: use_case_idx,
         body,
     };
-    crate::route::exec::run(&state, &req, inbound, pending.ex, started).await
+    let span = tracing::debug_span!(
+        "proxy.request",
+        otel.name = %format_args!("{} {}", req.method(), ep.path),
+        otel.kind = "server",
+        api = ?flavor,
+        use_case = %pending.ex.use_case,
+        model = pending.ex.model.as_deref().unwrap_or(""),
+        stream = pending.ex.stream,
+        http.status_code = tracing::field::Empty,
+        served_by = tracing::field::Empty,
+    );
+    let resp = {
+        use tracing::Instrument;
+        crate::route::exec::run(&state, &req, inbound, pending.ex, started).instrument(span.clone()).await
+    };
+    span.record("http.status_code", resp.status().as_u16());
+    if let Some(v) = resp.headers().get("x-genset-served-by").and_then(|v| v.to_str().ok()) {
+        span.record("served_by", v);
+    }
+    resp
 }
 
 fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {

@@ -12,6 +12,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{FromRow, Postgres, QueryBuilder, Sqlite};
 
 mod control;
+pub mod drill;
+pub mod evaluate;
 
 #[derive(Clone, Debug)]
 pub enum Store {
