@@ -39,6 +39,10 @@ pub enum Command {
     /// Virtual keys.
     #[command(subcommand)]
     Keys(KeyCmd),
+    /// The console: `gensetctl admin bootstrap` prints a one-time link to set the first
+    /// admin's password (only while no admin exists).
+    #[command(subcommand)]
+    Admin(AdminCmd),
     /// Show the failover mode and each upstream's breaker, or flip the mode:
     /// `gensetctl mode force-local --reason "provider outage drill"`.
     Mode(ModeArgs),
@@ -103,6 +107,12 @@ pub struct ReportArgs {
 pub struct ReadinessArgs {
     /// One use case; absent: all use cases with a local model.
     pub use_case: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCmd {
+    /// A fresh one-time setup link for the first admin (valid 24 hours).
+    Bootstrap,
 }
 
 #[derive(Args)]
@@ -259,6 +269,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
                 .await?
         }
         Command::Keys(KeyCmd::List) => c.call(Method::GET, "/api/v1/keys", None).await?,
+        Command::Admin(AdminCmd::Bootstrap) => {
+            let mut v = c.call(Method::POST, "/api/v1/console/bootstrap", None).await?;
+            let path = v["setup_path"].as_str().unwrap_or("").to_string();
+            v["setup_url"] = Value::String(format!("{}{path}", c.base));
+            v
+        }
         Command::Mode(ModeArgs { mode: None, .. }) => c.call(Method::GET, "/api/v1/failover", None).await?,
         Command::Mode(ModeArgs { mode: Some(m), reason }) => {
             let Some(reason) = reason.as_deref().filter(|r| !r.trim().is_empty()) else {
@@ -339,6 +355,10 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 fn render(cmd: &Command, v: &Value) -> String {
     let mut out = String::new();
     match cmd {
+        Command::Admin(AdminCmd::Bootstrap) => {
+            let _ = writeln!(out, "Open this link once to set the first admin's password (valid 24 hours):");
+            let _ = writeln!(out, "{}", s(&v["setup_url"]));
+        }
         Command::Mode(_) => {
             let m = &v["mode"];
             let _ = writeln!(out, "mode: {}  (effective: {})", s(&m["mode"]), s(&v["effective"]));
