@@ -389,8 +389,20 @@ impl Drills {
         }
         self.controller.release_drill(id);
         let ended = now_ms().min(deadline);
-        // Let the recorder write the drill's last exchanges before they are read.
-        tokio::time::sleep(self.config.load().recording.flush_interval + Duration::from_millis(300)).await;
+        // Let answers still being generated for the drill finish (up to a minute), then the
+        // recorder write them, before they are read.
+        let cfg = self.config.load_full();
+        let engines: Vec<_> = cfg
+            .use_cases
+            .iter()
+            .filter(|u| plan.use_cases.contains(&u.name))
+            .filter_map(|u| crate::evaluate::local_model(u).and_then(|m| self.models.get(m)))
+            .collect();
+        let idle_by = std::time::Instant::now() + Duration::from_secs(60);
+        while engines.iter().any(|e| e.stats().active_slots > 0) && std::time::Instant::now() < idle_by {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(cfg.recording.flush_interval + Duration::from_millis(300)).await;
         Some(self.live_result(plan, started, ended).await)
     }
 
@@ -416,10 +428,29 @@ impl Drills {
                 quality: None,
             })
             .collect();
-        // Quality: each local answer against the cloud's recorded answer to the same prompt.
+        // Quality: each local answer against the cloud's recorded answer to the same prompt
+        // (same prompt = same fingerprint of the parsed messages), from the week before.
+        let fp = |b: &crate::store::drill::BodyRow| {
+            b.request_body.as_deref().and_then(|body| crate::evaluate::replay::build(&b.endpoint, body, None, None).ok()).map(|r| r.fingerprint)
+        };
+        let mut cloud: HashMap<(String, String), String> = HashMap::new();
+        if let Ok(rows) = self.store.body_exchanges(&plan.use_cases, started - 7 * 86_400_000, started, "cloud:", None, 2000).await {
+            for b in rows {
+                let text = b.response_body.as_deref().and_then(|r| crate::evaluate::replay::cloud_answer(&b.endpoint, r));
+                if let (Some(f), Some(t)) = (fp(&b), text) {
+                    cloud.insert((b.use_case.clone(), f), t);
+                }
+            }
+        }
         if let Ok(bodies) = self.store.body_exchanges(&plan.use_cases, started, ended + 1, "local:", Some("drill"), 500).await {
             for b in bodies {
-                let q = self.quality_of(&cfg, &b, started).await;
+                let q = match (fp(&b), cfg.use_cases.iter().find(|u| u.name == b.use_case)) {
+                    (Some(f), Some(uc)) => cloud.get(&(b.use_case.clone(), f)).map(|c| {
+                        let local = b.response_body.as_deref().and_then(|r| crate::evaluate::replay::cloud_answer(&b.endpoint, r)).unwrap_or_default();
+                        result::score(uc, c, &local)
+                    }),
+                    _ => None,
+                };
                 if let Some(o) = obs.iter_mut().find(|o| o.ts_ms == b.ts_ms && o.use_case == b.use_case && o.local && o.quality.is_none()) {
                     o.quality = q;
                 }
@@ -428,15 +459,6 @@ impl Drills {
         let mut r = DrillResult::from_observations(&obs, Some(started), &cfg, &plan.use_cases);
         r.window_ms = Some((started, ended));
         r
-    }
-
-    async fn quality_of(&self, cfg: &Config, local: &crate::store::drill::BodyRow, before_ms: i64) -> Option<f64> {
-        let fp = local.prompt_fingerprint.as_deref()?;
-        let uc = cfg.use_cases.iter().find(|u| u.name == local.use_case)?;
-        let cloud = self.store.cloud_answer_for(&local.use_case, fp, before_ms).await.ok().flatten()?;
-        let cloud_text = crate::evaluate::replay::cloud_answer(&cloud.endpoint, cloud.response_body.as_deref()?)?;
-        let local_text = crate::evaluate::replay::cloud_answer(&local.endpoint, local.response_body.as_deref()?).unwrap_or_default();
-        Some(result::score(uc, &cloud_text, &local_text))
     }
 
     /// Record the end of a drill: result, verdict, event.
@@ -465,18 +487,16 @@ impl Drills {
 
     /// Abort a running drill: a live drill's hold goes at once; returns once it is recorded.
     pub async fn abort(&self, id: &str, actor: &str) -> Result<DrillView, DrillError> {
-        let done = {
-            let active = self.active.lock();
-            let Some(a) = active.get(id) else {
-                drop(active);
-                return match self.store.get_drill(id).await? {
-                    Some(_) => Err(DrillError::Conflict(format!("drill {id} is not running"))),
-                    None => Err(DrillError::NotFound(id.to_string())),
-                };
-            };
+        let done = self.active.lock().get(id).map(|a| {
             *a.abort_reason.lock() = Some(format!("aborted by {actor}"));
             a.abort.cancel();
             a.done.clone()
+        });
+        let Some(done) = done else {
+            return match self.store.get_drill(id).await? {
+                Some(_) => Err(DrillError::Conflict(format!("drill {id} is not running"))),
+                None => Err(DrillError::NotFound(id.to_string())),
+            };
         };
         // Traffic returns to the cloud now, not when the task gets to it.
         self.controller.release_drill(id);

@@ -193,18 +193,6 @@ impl Store {
         })
     }
 
-    /// The newest successful cloud answer of a use case to the same prompt, before `before_ms`.
-    pub async fn cloud_answer_for(&self, use_case: &str, fingerprint: &str, before_ms: i64) -> Result<Option<BodyRow>, StoreError> {
-        dispatch!(self, p => {
-            let mut q = QueryBuilder::<DB>::new("SELECT ");
-            q.push(BODY_COLUMNS).push(" FROM exchanges WHERE use_case = ").push_bind(use_case);
-            q.push(" AND prompt_fingerprint = ").push_bind(fingerprint);
-            q.push(" AND served_by LIKE 'cloud:%' AND status = 200 AND completed = ").push_bind(true);
-            q.push(" AND ts_ms < ").push_bind(before_ms).push(" ORDER BY ts_ms DESC, id DESC LIMIT 1");
-            Ok(q.build_query_as::<BodyRow>().fetch_optional(p).await?)
-        })
-    }
-
     /// Events with `since <= ts < until`, oldest first.
     pub async fn events_between(&self, since_ms: i64, until_ms: i64) -> Result<Vec<EventRow>, StoreError> {
         dispatch!(self, p => {
