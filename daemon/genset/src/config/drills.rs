@@ -82,11 +82,24 @@ pub struct RawReports {
     pub slo: f64,
     pub title: String,
     pub currency: String,
+    /// Scheduled delivery: a cron expression (UTC, with seconds), e.g. "0 0 6 1 * *".
+    pub schedule: Option<String>,
+    /// Where scheduled reports are POSTed (JSON with the figures and the PDF in base64).
+    pub webhook: Option<String>,
+    /// What a scheduled report covers: "previous-month" | "previous-week" | "previous-day".
+    pub scheduled_period: String,
 }
 
 impl Default for RawReports {
     fn default() -> Self {
-        RawReports { slo: 99.9, title: "genset".into(), currency: "USD".into() }
+        RawReports {
+            slo: 99.9,
+            title: "genset".into(),
+            currency: "USD".into(),
+            schedule: None,
+            webhook: None,
+            scheduled_period: "previous-month".into(),
+        }
     }
 }
 
@@ -152,6 +165,25 @@ pub struct ReportsConfig {
     pub title: String,
     pub currency: String,
     pub prices: BTreeMap<String, genset_report::Price>,
+    /// Scheduled delivery: (expression, schedule, webhook URL, what each report covers).
+    pub delivery: Option<ReportDelivery>,
+}
+
+/// `[reports] schedule` + `webhook`.
+#[derive(Debug, Clone)]
+pub struct ReportDelivery {
+    pub expr: String,
+    pub schedule: cron::Schedule,
+    pub webhook: String,
+    pub period: ScheduledPeriod,
+}
+
+/// What a scheduled report covers, relative to when it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduledPeriod {
+    PreviousMonth,
+    PreviousWeek,
+    PreviousDay,
 }
 
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(300);
@@ -234,6 +266,31 @@ pub fn validate(
         }
         prices.insert(model, genset_report::Price { input_per_mtok: pr.input_per_mtok, output_per_mtok: pr.output_per_mtok });
     }
-    let r = ReportsConfig { slo: reports.slo, title: reports.title, currency: reports.currency, prices };
+    let delivery = match (&reports.schedule, &reports.webhook) {
+        (None, None) => None,
+        (Some(_), None) => return Err(ConfigError::new("reports.webhook", "reports.schedule is set: give the webhook to deliver to")),
+        (None, Some(_)) => return Err(ConfigError::new("reports.schedule", "reports.webhook is set: give the cron schedule")),
+        (Some(expr), Some(url)) => {
+            let schedule = cron::Schedule::from_str(expr)
+                .map_err(|e| ConfigError::new("reports.schedule", format!("not a cron expression ({e}): {expr:?}")))?;
+            let parsed = reqwest::Url::parse(url).map_err(|e| ConfigError::new("reports.webhook", format!("not an absolute URL ({e})")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::new("reports.webhook", "must be an http:// or https:// URL"));
+            }
+            let period = match reports.scheduled_period.as_str() {
+                "previous-month" => ScheduledPeriod::PreviousMonth,
+                "previous-week" => ScheduledPeriod::PreviousWeek,
+                "previous-day" => ScheduledPeriod::PreviousDay,
+                o => {
+                    return Err(ConfigError::new(
+                        "reports.scheduled_period",
+                        format!("unknown period {o:?}: expected previous-month, previous-week or previous-day"),
+                    ));
+                }
+            };
+            Some(ReportDelivery { expr: expr.clone(), schedule, webhook: url.clone(), period })
+        }
+    };
+    let r = ReportsConfig { slo: reports.slo, title: reports.title, currency: reports.currency, prices, delivery };
     Ok((out, v, r))
 }

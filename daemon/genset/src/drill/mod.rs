@@ -25,6 +25,7 @@ pub mod api;
 pub mod replay;
 pub mod report;
 mod result;
+pub mod delivery;
 pub mod scheduler;
 
 use std::collections::HashMap;

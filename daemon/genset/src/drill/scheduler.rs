@@ -74,6 +74,27 @@ pub async fn run(drills: Arc<Drills>, shutdown: CancellationToken) {
                 }
             }
         }
+        // Scheduled report delivery, in the background so drills keep their timing.
+        if let Some(d) = &cfg.reports.delivery {
+            let key = ("[reports]".to_string(), d.expr.clone());
+            seen.push(key.clone());
+            match next.get(&key) {
+                None => {
+                    if let Some(t) = d.schedule.after(&now).next() {
+                        next.insert(key, t);
+                    }
+                }
+                Some(due) if *due <= now => {
+                    match d.schedule.after(&now).next() {
+                        Some(t) => next.insert(key, t),
+                        None => next.remove(&key),
+                    };
+                    let (drills, d) = (drills.clone(), d.clone());
+                    tokio::spawn(async move { super::delivery::deliver(&drills, &d).await });
+                }
+                Some(_) => {}
+            }
+        }
         next.retain(|k, _| seen.contains(k));
     }
 }
