@@ -183,6 +183,7 @@ pub struct EvaluationConfig {
     pub window: Duration,
     pub timeout: Duration,
     pub webhook: Option<String>,
+    pub embedding_model: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -551,6 +552,12 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
                 Some(u.clone())
             }
             None => None,
+        },
+        embedding_model: match &e.embedding_model {
+            Some(m) if !raw.models.iter().any(|x| &x.name == m) => {
+                return Err(ConfigError::new("evaluation.embedding_model", format!("no local model named {m:?} ([[models]])")));
+            }
+            other => other.clone(),
         },
     };
     let uc_names: Vec<String> = use_cases.iter().map(|u: &UseCaseConfig| u.name.clone()).collect();

@@ -56,6 +56,8 @@ pub struct RawEvaluation {
     pub timeout: String,
     /// POSTed a JSON body when a use case's readiness verdict changes.
     pub webhook: Option<String>,
+    /// A local model (`[[models]]` name) whose embeddings add a cosine term to generation scores.
+    pub embedding_model: Option<String>,
 }
 
 impl Default for RawEvaluation {
@@ -67,6 +69,7 @@ impl Default for RawEvaluation {
             window: "7d".into(),
             timeout: "120s".into(),
             webhook: None,
+            embedding_model: None,
         }
     }
 }

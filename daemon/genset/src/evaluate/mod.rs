@@ -407,7 +407,26 @@ impl Evaluator {
                     r.replays += 1;
                     row.exchange_id = Some(exchange_id);
                     if let Some(a) = &answer {
-                        let opts = ScoreOptions { labels: &uc.eval.labels, ..Default::default() };
+                        // Generation: an embedding cosine term when an embedding model is set.
+                        let vectors = match (&e.embedding_model, uc.eval.kind) {
+                            (Some(m), genset_eval::Kind::Generation) => match self.registry.get(m) {
+                                Some(engine) => match engine.embed(vec![cloud.clone(), a.text.clone()]).await {
+                                    Ok(out) if out.vectors.len() == 2 => Some(out.vectors),
+                                    Ok(_) => None,
+                                    Err(err) => {
+                                        tracing::warn!(model = %m, error = %err, "evaluator: embeddings failed; scoring without the cosine term");
+                                        None
+                                    }
+                                },
+                                None => None,
+                            },
+                            _ => None,
+                        };
+                        let opts = ScoreOptions {
+                            labels: &uc.eval.labels,
+                            embeddings: vectors.as_ref().map(|v| (v[0].as_slice(), v[1].as_slice())),
+                            ..Default::default()
+                        };
                         let s = genset_eval::score(uc.eval.kind, &cloud, &a.text, &opts);
                         row.score = s.value;
                         row.passed = s.pass;
