@@ -184,6 +184,18 @@ pub struct EvaluationConfig {
     pub timeout: Duration,
     pub webhook: Option<String>,
     pub embedding_model: Option<String>,
+    pub judge: Option<JudgeConfig>,
+}
+
+/// `[evaluation.judge]`, validated.
+#[derive(Debug, Clone)]
+pub struct JudgeConfig {
+    /// An upstream name (it holds the appliance's own key).
+    pub upstream: String,
+    pub model: String,
+    pub rubric: String,
+    pub sample: f64,
+    pub daily_tokens: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -552,6 +564,21 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
                 Some(u.clone())
             }
             None => None,
+        },
+        judge: match &e.judge {
+            None => None,
+            Some(j) => {
+                let Some(u) = upstreams.iter().find(|u| u.name == j.upstream) else {
+                    return Err(ConfigError::new("evaluation.judge.upstream", format!("no upstream named {:?}", j.upstream)));
+                };
+                if u.api_key.is_none() {
+                    return Err(ConfigError::new("evaluation.judge.upstream", format!("upstream {:?} holds no key of its own (api_key_env / api_key_file)", j.upstream)));
+                }
+                if !(0.0..=1.0).contains(&j.sample) {
+                    return Err(ConfigError::new("evaluation.judge.sample", "must be between 0 and 1"));
+                }
+                Some(JudgeConfig { upstream: j.upstream.clone(), model: j.model.clone(), rubric: j.rubric.clone(), sample: j.sample, daily_tokens: j.daily_tokens })
+            }
         },
         embedding_model: match &e.embedding_model {
             Some(m) if !raw.models.iter().any(|x| &x.name == m) => {

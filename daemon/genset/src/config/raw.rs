@@ -58,6 +58,35 @@ pub struct RawEvaluation {
     pub webhook: Option<String>,
     /// A local model (`[[models]]` name) whose embeddings add a cosine term to generation scores.
     pub embedding_model: Option<String>,
+    /// The optional judge: a cloud model grades a sample of local answers.
+    pub judge: Option<RawJudge>,
+}
+
+/// `[evaluation.judge]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJudge {
+    /// An upstream with the appliance's own key.
+    pub upstream: String,
+    pub model: String,
+    #[serde(default = "default_rubric")]
+    pub rubric: String,
+    /// Share of replays graded, 0..1.
+    #[serde(default = "default_judge_sample")]
+    pub sample: f64,
+    /// Tokens the judge may spend per UTC day.
+    #[serde(default = "default_judge_tokens")]
+    pub daily_tokens: u64,
+}
+
+fn default_rubric() -> String {
+    "Score 10 when the candidate says the same thing as the reference (same facts, same label, same fields), 0 when it is wrong or unrelated; style does not matter.".into()
+}
+fn default_judge_sample() -> f64 {
+    0.2
+}
+fn default_judge_tokens() -> u64 {
+    50_000
 }
 
 impl Default for RawEvaluation {
@@ -70,6 +99,7 @@ impl Default for RawEvaluation {
             timeout: "120s".into(),
             webhook: None,
             embedding_model: None,
+            judge: None,
         }
     }
 }

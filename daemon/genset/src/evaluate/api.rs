@@ -24,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/readiness", web::get().to(all_readiness))
         .route("/api/v1/use-cases/{name}/readiness", web::get().to(readiness))
         .route("/api/v1/evaluations/run", web::post().to(run_now))
+        .route("/api/v1/evaluations/judge", web::get().to(judge_usage))
         .route("/api/v1/evaluations", web::get().to(list));
 }
 
@@ -187,6 +188,22 @@ async fn list(req: HttpRequest, st: web::Data<AdminState>) -> actix_web::Result<
         Ok(items) => Ok(HttpResponse::Ok().json(json!({"items": items}))),
         Err(e) => Ok(store_error(e)),
     }
+}
+
+/// The judge's configuration and what it spent today against its daily token budget.
+async fn judge_usage(req: HttpRequest, st: web::Data<AdminState>, ev: web::Data<super::Evaluator>) -> actix_web::Result<HttpResponse> {
+    authorize(&req, &st)?;
+    let cfg = st.config.load();
+    Ok(HttpResponse::Ok().json(match &cfg.evaluation.judge {
+        None => json!({"configured": false}),
+        Some(j) => json!({
+            "configured": true,
+            "upstream": j.upstream,
+            "model": j.model,
+            "sample": j.sample,
+            "usage": ev.judge.usage(j.daily_tokens),
+        }),
+    }))
 }
 
 // ---- gensetctl readiness -------------------------------------------------------------------

@@ -25,6 +25,7 @@
 //! **Architecture Invariant:** every change of readiness verdict is an event with its cause.
 
 pub mod api;
+pub mod judge;
 pub mod replay;
 pub mod run;
 
@@ -76,6 +77,8 @@ pub struct Evaluator {
     cancel: CancellationToken,
     webhooks: TaskTracker,
     last: parking_lot::Mutex<Option<RoundReport>>,
+    /// The optional cloud judge and its daily budget.
+    pub judge: judge::Judge,
 }
 
 /// What one round did.
@@ -167,6 +170,7 @@ impl Evaluator {
             cancel,
             webhooks: TaskTracker::new(),
             last: parking_lot::Mutex::new(None),
+            judge: judge::Judge::new(),
         });
         ev.restore_verdicts().await;
         let task = tokio::spawn(ev.clone().run_loop());
@@ -403,7 +407,7 @@ impl Evaluator {
                 }
             };
             match job {
-                Job::Replay { exchange_id, cloud, .. } => {
+                Job::Replay { exchange_id, cloud, rep } => {
                     r.replays += 1;
                     row.exchange_id = Some(exchange_id);
                     if let Some(a) = &answer {
@@ -431,7 +435,24 @@ impl Evaluator {
                         row.score = s.value;
                         row.passed = s.pass;
                         row.comparable = s.comparable;
-                        row.detail = Some(s.detail.to_string());
+                        let mut detail = s.detail;
+                        // The judge: a second opinion from the cloud, in normal times, sampled, on budget.
+                        if let Some(j) = &e.judge
+                            && judge::Judge::sampled(j, exchange_id)
+                            && self.controller.effective() == "cloud"
+                            && let Some(up) = cfg.upstreams.iter().find(|u| u.name == j.upstream)
+                        {
+                            let question = replay::prompt_text(&rep.request.prompt);
+                            let verdict = match self.judge.grade(j, up, &question, &cloud, &a.text).await {
+                                Ok(Some(g)) => serde_json::to_value(&g).unwrap_or_default(),
+                                Ok(None) => json!({"skipped": "the judge's daily token budget is spent"}),
+                                Err(err) => json!({"error": err}),
+                            };
+                            if let Some(o) = detail.as_object_mut() {
+                                o.insert("judge".into(), verdict);
+                            }
+                        }
+                        row.detail = Some(detail.to_string());
                     }
                     row.cloud_answer = Some(replay::excerpt(&cloud, replay::EXCERPT_CHARS));
                 }
