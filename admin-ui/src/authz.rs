@@ -92,6 +92,13 @@ pub const RULES: &[Rule] = &[
     r(Get, "/failover", R(Role::Viewer)),
     r(Get, "/failover/flip", R(Role::Operator)),
     r(Post, "/failover/flip", R(Role::Operator)),
+    r(Get, "/drills", R(Role::Viewer)),
+    r(Post, "/drills", R(Role::Operator)),
+    r(Get, "/drills/*", R(Role::Viewer)),
+    r(Post, "/drills/*/abort", R(Role::Operator)),
+    r(Get, "/reports", R(Role::Viewer)),
+    r(Get, "/reports/view", R(Role::Viewer)),
+    r(Get, "/reports/download", R(Role::Viewer)),
     r(Get, "/keys", R(Role::Admin)),
     r(Post, "/keys", R(Role::Admin)),
     r(Post, "/keys/*/revoke", R(Role::Admin)),
@@ -170,6 +177,11 @@ mod tests {
         check("GET", "/use-cases/a%2Fb", None);
         check("GET", "//users", None);
         check("GET", "/nope", None);
+        check("GET", "/drills/drill-abc", Some(R(Role::Viewer)));
+        check("POST", "/drills", Some(R(Role::Operator)));
+        check("POST", "/drills/drill-abc/abort", Some(R(Role::Operator)));
+        check("GET", "/drills/drill-abc/abort", None);
+        check("GET", "/reports/view", Some(R(Role::Viewer)));
         check("GET", "users", None);
     }
 

@@ -20,6 +20,10 @@ use crate::session::{self, Authed};
 /// The console's Content-Security-Policy: nothing inline, nothing from elsewhere.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
      font-src 'none'; object-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The one route served under [`REPORT_CSP`].
+pub const REPORT_VIEW: &str = "/reports/view";
+/// The standalone HTML report's policy: its inline styles, data: images, nothing else.
+pub const REPORT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'";
 pub const HSTS: &str = "max-age=31536000";
 /// The largest form body the console reads.
 const MAX_FORM: usize = 64 * 1024;
@@ -35,11 +39,17 @@ pub async fn console_guard(
     let tls = req.app_config().secure();
     let decision = decide(&mut req).await;
     let is_static = req.path().starts_with("/static/");
+    let is_report = req.path() == REPORT_VIEW;
     let mut res = match decision {
         Ok(()) => next.call(req).await?.map_into_boxed_body(),
         Err(resp) => req.into_response(resp),
     };
     security_headers(res.headers_mut(), tls, is_static);
+    // The HTML report is a standalone document with its own inline styles: on a successful
+    // answer of that one route, a CSP that allows inline styles (and data: images) only.
+    if is_report && res.status().is_success() {
+        res.headers_mut().insert(HeaderName::from_static("content-security-policy"), HeaderValue::from_static(REPORT_CSP));
+    }
     Ok(res)
 }
 

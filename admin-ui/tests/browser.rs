@@ -207,6 +207,8 @@ async fn scenario(c: &Client, d: &common::Daemon, base: &str, shots: &Path) {
         ("12-users", "/users".into(), "Users"),
         ("13-audit", "/audit".into(), "Audit log"),
         ("14-account", "/account".into(), "Your account"),
+        ("15-drills", "/drills".into(), "Start a drill"),
+        ("16-reports", "/reports?period=2026-11".into(), "Download PDF"),
     ];
     for (name, path, expect) in &pages {
         c.goto(&format!("{base}{path}")).await.unwrap();

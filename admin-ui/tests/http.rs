@@ -94,6 +94,9 @@ async fn session_cookie_attributes() {
 fn concrete(pattern: &str) -> String {
     match pattern {
         "/use-cases/*" => "/use-cases/support".into(),
+        "/reports" => "/reports?period=2026-11".into(),
+        "/reports/view" => "/reports/view?period=2026-11".into(),
+        "/reports/download" => "/reports/download?period=2026-11&format=csv".into(),
         "/static/*" => "/static/console.css".into(),
         p => p.replace('*', "999999"),
     }
@@ -107,6 +110,7 @@ fn form_for(pattern: &str) -> Vec<(&'static str, &'static str)> {
         "/setup" => vec![("token", "x"), ("username", "x"), ("password", "x"), ("confirm", "x")],
         "/failover/flip" => vec![("mode", "auto"), ("reason", ""), ("password", "x")],
         "/keys" => vec![("name", "")],
+        "/drills" => vec![("kind", "live"), ("use_cases", "support"), ("duration", "1m")],
         "/users" => vec![("username", "x"), ("role", "viewer"), ("new_password", "x"), ("password", "wrong")],
         "/account/password" => vec![("current", "wrong"), ("password", "x"), ("confirm", "x")],
         p if p.starts_with("/users/") => vec![("role", "viewer"), ("password", "wrong"), ("new_password", "x")],
@@ -584,5 +588,126 @@ async fn traffic_pages_walk_every_row_once() {
         assert_eq!(seen.len(), want, "{filter}: every row once");
         assert_eq!(sorted, seen, "{filter}: newest first, no repeats");
     }
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn drills_reports_and_readiness_by_role() {
+    let d = start(false).await;
+    let store = d.store();
+    let now = genset::record::now_ms();
+    store
+        .insert_readiness(&genset::store::evaluate::ReadinessRow {
+            ts_ms: now,
+            use_case: "support".into(),
+            verdict: "marginal".into(),
+            score: 0.8123,
+            score_lower: 0.7011,
+            score_upper: 0.9,
+            n: 42,
+            reasons: r#"["score interval straddles the threshold"]"#.into(),
+            detail: r#"{"readiness":{"trend":-0.05}}"#.into(),
+        })
+        .await
+        .unwrap();
+    let result = genset::drill::DrillResult {
+        requests: 10,
+        succeeded: 9,
+        failed: 1,
+        served_locally: 10,
+        success_rate: Some(0.9),
+        rto_ms: Some(1234.0),
+        p50_ms: Some(200.0),
+        p95_ms: Some(900.0),
+        verdict: "passed-with-findings".into(),
+        findings: vec!["one request failed".into()],
+        ..Default::default()
+    };
+    store
+        .insert_drill(&genset::store::drill::DrillRow {
+            id: "drill-seeded0001".into(),
+            name: "live-support".into(),
+            kind: "live".into(),
+            state: "finished".into(),
+            verdict: Some("passed-with-findings".into()),
+            use_cases: r#"["support"]"#.into(),
+            started_ms: now - 60_000,
+            deadline_ms: now,
+            ended_ms: Some(now),
+            actor: "console:operator-user".into(),
+            spec: "{}".into(),
+            result: Some(serde_json::to_string(&result).unwrap()),
+        })
+        .await
+        .unwrap();
+
+    let mut viewer = d.signed_in("viewer").await;
+    let r = viewer.get("/use-cases").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("marginal") && r.body.contains("0.812 [0.701, 0.900]"), "{}", r.body);
+    assert!(r.body.contains(">none<"), "a use case without readiness says none: {}", r.body);
+    let r = viewer.get("/use-cases/support").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("0.812 [0.701, 0.900]") && r.body.contains("42") && r.body.contains("-0.050"), "{}", r.body);
+    assert!(r.body.contains("score interval straddles the threshold"));
+    let r = viewer.get("/drills").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("/drills/drill-seeded0001") && r.body.contains("passed-with-findings"), "{}", r.body);
+    assert!(!r.body.contains("action=\"/drills\""), "no start form for a viewer");
+    let r = viewer.get("/drills/drill-seeded0001").await;
+    assert_eq!(r.status, 200);
+    for want in ["one request failed", "1234 ms", "90.0%", "200 ms", "900 ms"] {
+        assert!(r.body.contains(want), "{want}: {}", r.body);
+    }
+    assert_eq!(viewer.get("/drills/drill-nope").await.status, 404);
+    let r = viewer.get("/reports?period=2026-11").await;
+    assert_eq!(r.status, 200);
+    for f in ["pdf", "csv", "json"] {
+        assert!(r.body.contains(&format!("/reports/download?period=2026-11&amp;format={f}")), "{f}");
+        let dl = viewer.get(&format!("/reports/download?period=2026-11&format={f}")).await;
+        assert_eq!(dl.status, 200, "{f}");
+        assert!(dl.header("content-disposition").unwrap().contains(&format!("genset-report-2026-11.{f}")), "{f}");
+    }
+    assert_eq!(viewer.get("/reports/download?period=2026-11&format=exe").await.status, 400);
+    assert_eq!(viewer.get("/reports?period=nonsense").await.status, 400);
+    let r = viewer.get("/reports/view?period=2026-11").await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert_eq!(r.header("content-security-policy"), Some(genset_admin_ui::guard::REPORT_CSP));
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    // Every other page keeps the strict policy.
+    assert_eq!(viewer.get("/reports").await.header("content-security-policy"), Some(CSP));
+
+    // A viewer's start and abort are refused by the server, and audited as denied.
+    let csrf = viewer.csrf().await;
+    let r = viewer.post("/drills", &[("csrf", &csrf), ("kind", "live"), ("use_cases", "support"), ("duration", "1m")]).await;
+    assert_eq!(r.status, 403);
+    let r = viewer.post("/drills/drill-seeded0001/abort", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 403);
+    let audit = d.audit().await;
+    assert!(audit.iter().any(|a| a.action == "access.denied" && a.target == "POST /drills" && a.actor == "viewer-user"));
+    assert!(!audit.iter().any(|a| a.action == "drill.start"), "the viewer's start never reached the runner");
+
+    // An operator's start reaches the drill runner; without a local model it fails clearly.
+    let mut op = d.signed_in("operator").await;
+    let page = op.get("/drills").await;
+    assert!(page.body.contains("action=\"/drills\""), "start form for an operator");
+    let csrf = op.csrf().await;
+    let r = op.post("/drills", &[("csrf", &csrf), ("kind", "live"), ("use_cases", "support"), ("duration", "1m")]).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("has no local model in its chain"), "{}", r.body);
+    // Without the CSRF token it is refused before the runner.
+    let r = op.post("/drills", &[("kind", "live"), ("use_cases", "support")]).await;
+    assert_eq!(r.status, 403);
+    // Aborting a finished drill: a clear conflict.
+    let r = op.post("/drills/drill-seeded0001/abort", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("is not running"), "{}", r.body);
+    let audit = d.audit().await;
+    let start = audit.iter().find(|a| a.action == "drill.start").expect("start audited");
+    assert_eq!((start.actor.as_str(), start.outcome.as_str(), start.target.as_str()), ("operator-user", "failed", "support"));
+    assert!(start.detail.as_deref().unwrap_or("").contains("no local model"));
+    assert!(audit.iter().any(|a| a.action == "drill.abort" && a.actor == "operator-user" && a.outcome == "failed"));
+    assert!(store.list_drills(None, None, None, 10).await.unwrap().len() == 1, "no drill started");
     d.shutdown().await;
 }

@@ -251,6 +251,85 @@ pub struct UcRow {
     requests: i64,
     errors: i64,
     local: i64,
+    readiness: ReadinessView,
+}
+
+/// A use case's latest measured readiness (the evaluator's, as `GET
+/// /api/v1/use-cases/{name}/readiness` shows it).
+#[derive(Default)]
+pub struct ReadinessView {
+    /// ready | marginal | not-ready | none
+    verdict: String,
+    score: String,
+    lower: String,
+    upper: String,
+    n: i64,
+    trend: String,
+    computed: String,
+    reasons: Vec<String>,
+    /// The verdict the failover policy uses now (the controller's).
+    serving: String,
+}
+
+fn fmt_score(x: f64) -> String {
+    format!("{x:.3}")
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "—".into(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => format!("{f:+.3}"),
+            _ => n.to_string(),
+        },
+        o => o.to_string(),
+    }
+}
+
+fn readiness_view(st: &AdminState, name: &str, row: Option<&genset::store::evaluate::ReadinessRow>) -> ReadinessView {
+    let serving = st.controller.verdict(name).map(|v| v.verdict.to_string()).unwrap_or_else(|| "—".into());
+    let Some(r) = row else {
+        return ReadinessView {
+            verdict: "none".into(),
+            score: "—".into(),
+            lower: "—".into(),
+            upper: "—".into(),
+            trend: "—".into(),
+            computed: "—".into(),
+            reasons: vec!["not evaluated yet".into()],
+            serving,
+            n: 0,
+        };
+    };
+    let detail: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or_default();
+    let reasons: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&r.reasons)
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+        .collect();
+    ReadinessView {
+        verdict: r.verdict.clone(),
+        score: fmt_score(r.score),
+        lower: fmt_score(r.score_lower),
+        upper: fmt_score(r.score_upper),
+        n: r.n,
+        trend: json_text(&detail["readiness"]["trend"]),
+        computed: utc(r.ts_ms),
+        reasons,
+        serving,
+    }
+}
+
+pub struct WorstView {
+    ts: String,
+    source: String,
+    score: String,
+    passed: bool,
+    prompt: String,
+    cloud: String,
+    local: String,
+    error: String,
 }
 
 #[derive(Template)]
@@ -272,6 +351,7 @@ pub async fn use_cases(req: HttpRequest, st: web::Data<AdminState>, console: web
     let now = console.now_ms();
     let minutes = rollup::totals(&st.store, now - 24 * 3_600_000, None).await.map_err(internal)?;
     let cfg = st.config.load();
+    let latest = st.store.latest_readiness().await.map_err(internal)?;
     let mut rows: Vec<UcRow> = cfg
         .use_cases
         .iter()
@@ -287,6 +367,7 @@ pub async fn use_cases(req: HttpRequest, st: web::Data<AdminState>, console: web
                 requests: r,
                 errors: e,
                 local: l,
+                readiness: readiness_view(&st, &u.name, latest.iter().find(|r| r.use_case == u.name)),
             }
         })
         .collect();
@@ -301,6 +382,7 @@ pub async fn use_cases(req: HttpRequest, st: web::Data<AdminState>, console: web
         requests: r,
         errors: e,
         local: l,
+        readiness: ReadinessView { verdict: "—".into(), ..Default::default() },
     });
     render(&UseCasesPage { l: Layout::new("Use cases", "use-cases", Some(&a)), rows })
 }
@@ -322,6 +404,9 @@ struct UseCasePage {
     chart: String,
     rows: Vec<Row>,
     can_detail: bool,
+    has_readiness: bool,
+    readiness: ReadinessView,
+    worst: Vec<WorstView>,
 }
 
 fn describe_rule(r: &genset::config::MatchRule) -> String {
@@ -374,7 +459,33 @@ pub async fn use_case(req: HttpRequest, st: web::Data<AdminState>, console: web:
     let recent = db::list_traffic(&st.store, &db::TrafficQuery { use_case: Some(name.clone()), limit: 10, ..Default::default() })
         .await
         .map_err(internal)?;
+    let (readiness, worst) = match uc {
+        Some(u) => {
+            // The same reads as the evaluator's API (`GET /api/v1/use-cases/{name}/readiness`).
+            let history = st.store.readiness_history(&u.name, 1).await.map_err(internal)?;
+            let since = genset::record::now_ms() - cfg.evaluation.window.as_millis() as i64;
+            let worst = st.store.worst_evaluations(&u.name, since, 5).await.map_err(internal)?;
+            let worst = worst
+                .into_iter()
+                .map(|w| WorstView {
+                    ts: utc(w.ts_ms),
+                    source: w.canary.map(|c| format!("canary {c}")).unwrap_or(w.source),
+                    score: fmt_score(w.score),
+                    passed: w.passed,
+                    prompt: w.prompt.unwrap_or_default(),
+                    cloud: w.cloud_answer.unwrap_or_default(),
+                    local: w.local_answer.unwrap_or_default(),
+                    error: w.error.unwrap_or_default(),
+                })
+                .collect();
+            (readiness_view(&st, &u.name, history.first()), worst)
+        }
+        None => (ReadinessView::default(), Vec::new()),
+    };
     let page = UseCasePage {
+        has_readiness: uc.is_some_and(|u| genset::evaluate::local_model(u).is_some()) || !matches!(readiness.verdict.as_str(), "" | "none"),
+        readiness,
+        worst,
         l: Layout::new(format!("Use case {name}"), "use-cases", Some(&a)),
         description: uc.map(|u| u.description.clone()).unwrap_or_else(|| "traffic no use case matches".into()),
         routing: uc.map(|u| u.routing.as_str().to_string()).unwrap_or_else(|| "—".into()),

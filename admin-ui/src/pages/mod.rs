@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod dash;
+mod ops;
 mod traffic;
 
 use std::sync::Arc;
@@ -42,6 +43,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, console: Arc<Console>) {
             .route("/failover", web::get().to(dash::failover))
             .route("/failover/flip", web::get().to(dash::flip_form))
             .route("/failover/flip", web::post().to(dash::flip))
+            .route("/drills", web::get().to(ops::list))
+            .route("/drills", web::post().to(ops::start))
+            .route("/drills/{id}", web::get().to(ops::detail))
+            .route("/drills/{id}/abort", web::post().to(ops::abort))
+            .route("/reports", web::get().to(ops::reports))
+            .route("/reports/view", web::get().to(ops::view))
+            .route("/reports/download", web::get().to(ops::download))
             .route("/keys", web::get().to(admin::keys))
             .route("/keys", web::post().to(admin::create_key))
             .route("/keys/{id}/revoke", web::post().to(admin::revoke_key))
