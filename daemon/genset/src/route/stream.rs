@@ -46,6 +46,21 @@ struct Src {
 }
 
 impl Src {
+    /// The event stream of a cloud upstream's 2xx answer, with its timeouts.
+    fn cloud(up: &Arc<Upstream>, resp: reqwest::Response, splicer: Option<genset_translate::Splicer>) -> Src {
+        Src {
+            stream: Box::pin(resp.bytes_stream().map(|r| r.map_err(|e| std::io::Error::other(crate::util::error_chain(&e))))),
+            framer: SseFramer::new(),
+            decoder: StreamDecoder::new(api(up.config.api)),
+            upstream: Some(up.clone()),
+            tag: up.tag.clone(),
+            first_timeout: up.config.first_byte_timeout,
+            idle_timeout: up.config.idle_timeout,
+            got_event: false,
+            splicer,
+        }
+    }
+
     /// The next complete event, within the first-event or idle timeout.
     async fn next(&mut self) -> Result<Option<SseEvent>, String> {
         loop {
@@ -135,17 +150,7 @@ pub async fn relay(walk: &mut Walk, up: Arc<Upstream>, resp: reqwest::Response, 
             b.append_header((n, value.as_bytes()));
         }
     }
-    let src = Src {
-        stream: Box::pin(resp.bytes_stream().map(|r| r.map_err(|e| std::io::Error::other(crate::util::error_chain(&e))))),
-        framer: SseFramer::new(),
-        decoder: StreamDecoder::new(api(up.config.api)),
-        upstream: Some(up.clone()),
-        tag: up.tag.clone(),
-        first_timeout: up.config.first_byte_timeout,
-        idle_timeout: up.config.idle_timeout,
-        got_event: false,
-        splicer: None,
-    };
+    let src = Src::cloud(&up, resp, None);
     let client_model = inbound.model.clone().unwrap_or_default();
     let encoder = cross.then(|| StreamEncoder::new(client_api, encoder_options(&inbound, api_model.as_deref().unwrap_or(&client_model))));
     let state = Relay {
@@ -393,17 +398,7 @@ impl Relay {
             self.walk.record_attempt(&up.tag, status, "continuation_refused", Some(body));
             return false;
         }
-        let src = Src {
-            stream: Box::pin(resp.bytes_stream().map(|r| r.map_err(|e| std::io::Error::other(crate::util::error_chain(&e))))),
-            framer: SseFramer::new(),
-            decoder: StreamDecoder::new(api(up.config.api)),
-            upstream: Some(up.clone()),
-            tag: up.tag.clone(),
-            first_timeout: up.config.first_byte_timeout,
-            idle_timeout: up.config.idle_timeout,
-            got_event: false,
-            splicer: skip,
-        };
+        let src = Src::cloud(up, resp, skip);
         self.switch(src, model.as_deref().unwrap_or(""))
     }
 
