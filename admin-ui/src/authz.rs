@@ -84,6 +84,7 @@ pub const RULES: &[Rule] = &[
     r(Get, "/", R(Role::Viewer)),
     r(Get, "/account", R(Role::Viewer)),
     r(Post, "/account/password", R(Role::Viewer)),
+    r(Post, "/account/sessions/*/revoke", R(Role::Viewer)),
     r(Get, "/use-cases", R(Role::Viewer)),
     r(Get, "/use-cases/*", R(Role::Viewer)),
     r(Get, "/traffic", R(Role::Viewer)),
@@ -109,6 +110,7 @@ pub const RULES: &[Rule] = &[
     r(Post, "/users/*/enable", R(Role::Admin)),
     r(Post, "/users/*/password", R(Role::Admin)),
     r(Post, "/users/*/sessions/revoke", R(Role::Admin)),
+    r(Post, "/users/*/sessions/*/revoke", R(Role::Admin)),
     r(Get, "/audit", R(Role::Admin)),
     r(Get, "/audit.csv", R(Role::Admin)),
 ];
@@ -183,6 +185,10 @@ mod tests {
         check("GET", "/drills/drill-abc/abort", None);
         check("GET", "/reports/view", Some(R(Role::Viewer)));
         check("GET", "users", None);
+        check("POST", "/account/sessions/0123456789abcdef/revoke", Some(R(Role::Viewer)));
+        check("GET", "/account/sessions/0123456789abcdef/revoke", None);
+        check("POST", "/users/3/sessions/revoke", Some(R(Role::Admin)));
+        check("POST", "/users/3/sessions/0123456789abcdef/revoke", Some(R(Role::Admin)));
     }
 
     #[test]

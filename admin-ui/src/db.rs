@@ -78,6 +78,10 @@ pub struct MinuteRow {
     pub requests: i64,
     pub errors: i64,
     pub total_ms_sum: f64,
+    /// Encoded [`crate::latency::Hist`] of the total times.
+    pub total_hist: String,
+    /// Encoded [`crate::latency::Hist`] of the times to first byte (where recorded).
+    pub ttfb_hist: String,
 }
 
 /// The columns of an exchange the traffic list shows (never the bodies).
@@ -109,6 +113,10 @@ pub struct ExchangeTick {
     pub status: i64,
     pub completed: bool,
     pub total_ms: f64,
+    pub ttfb_ms: Option<f64>,
+    /// Failed attempts before a failover are recorded too; only the final one is what the
+    /// client got.
+    pub final_attempt: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -296,15 +304,30 @@ pub async fn revoke_user_sessions(s: &Store, user_id: i64, keep: Option<&str>, n
     })
 }
 
-/// Live sessions (not revoked, seen since `since_ms`), newest first.
-pub async fn live_sessions(s: &Store, since_ms: i64) -> Result<Vec<SessionRow>> {
+/// Live sessions (not revoked, seen since `seen_since`, created since `created_since`), of
+/// one user or of all, most recently used first; at most `limit`.
+pub async fn live_sessions(s: &Store, user_id: Option<i64>, seen_since: i64, created_since: i64, limit: i64) -> Result<Vec<SessionRow>> {
     dispatch!(s, p => {
         let mut q = QueryBuilder::<DB>::new(
             "SELECT id_hash, user_id, created_ms, last_seen_ms, address, user_agent, revoked_ms FROM console_sessions \
              WHERE revoked_ms IS NULL AND last_seen_ms >= ",
         );
-        q.push_bind(since_ms).push(" ORDER BY last_seen_ms DESC LIMIT 500");
+        q.push_bind(seen_since).push(" AND created_ms >= ").push_bind(created_since);
+        if let Some(u) = user_id {
+            q.push(" AND user_id = ").push_bind(u);
+        }
+        q.push(" ORDER BY last_seen_ms DESC LIMIT ").push_bind(limit);
         Ok(q.build_query_as::<SessionRow>().fetch_all(p).await?)
+    })
+}
+
+/// Delete sessions that have ended (revoked, idle since before `seen_before`, or created
+/// before `created_before`); their cookies already lead to the sign-in page.
+pub async fn delete_ended_sessions(s: &Store, seen_before: i64, created_before: i64) -> Result<u64> {
+    dispatch!(s, p => {
+        let mut q = QueryBuilder::<DB>::new("DELETE FROM console_sessions WHERE revoked_ms IS NOT NULL OR last_seen_ms < ");
+        q.push_bind(seen_before).push(" OR created_ms < ").push_bind(created_before);
+        Ok(q.build().execute(p).await?.rows_affected())
     })
 }
 
@@ -348,7 +371,45 @@ pub async fn list_audit(s: &Store, f: &AuditFilter) -> Result<Vec<AuditRow>> {
     })
 }
 
+/// Delete up to `limit` audit entries older than `before_ms` (oldest first); returns how many.
+pub async fn delete_audit_before(s: &Store, before_ms: i64, limit: i64) -> Result<u64> {
+    dispatch!(s, p => {
+        let mut q = QueryBuilder::<DB>::new("DELETE FROM console_audit WHERE id IN (SELECT id FROM console_audit WHERE ts_ms < ");
+        q.push_bind(before_ms).push(" ORDER BY ts_ms LIMIT ").push_bind(limit).push(")");
+        Ok(q.build().execute(p).await?.rows_affected())
+    })
+}
+
 // ---- login attempts ----
+
+#[derive(Debug, Clone, FromRow)]
+pub struct AttemptRow {
+    pub ts_ms: i64,
+    pub username: String,
+    pub address: String,
+    pub ok: bool,
+}
+
+/// Failed sign-in attempts since `since_ms`, newest first, at most `limit` (the login
+/// limiter's memory across restarts).
+pub async fn failed_attempts_since(s: &Store, since_ms: i64, limit: i64) -> Result<Vec<AttemptRow>> {
+    dispatch!(s, p => {
+        let mut q = QueryBuilder::<DB>::new("SELECT ts_ms, username, address, ok FROM console_login_attempts WHERE ts_ms >= ");
+        q.push_bind(since_ms).push(" AND ok = ").push_bind(false).push(" ORDER BY ts_ms DESC LIMIT ").push_bind(limit);
+        Ok(q.build_query_as::<AttemptRow>().fetch_all(p).await?)
+    })
+}
+
+/// Delete up to `limit` sign-in attempts older than `before_ms`; returns how many.
+pub async fn delete_attempts_before(s: &Store, before_ms: i64, limit: i64) -> Result<u64> {
+    dispatch!(s, p => {
+        let mut q = QueryBuilder::<DB>::new(
+            "DELETE FROM console_login_attempts WHERE id IN (SELECT id FROM console_login_attempts WHERE ts_ms < ",
+        );
+        q.push_bind(before_ms).push(" ORDER BY ts_ms LIMIT ").push_bind(limit).push(")");
+        Ok(q.build().execute(p).await?.rows_affected())
+    })
+}
 
 pub async fn insert_attempt(s: &Store, ts_ms: i64, username: &str, address: &str, ok: bool) -> Result<()> {
     dispatch!(s, p => {
@@ -400,6 +461,15 @@ pub async fn bootstrap_valid(s: &Store, token_hash: &str, now: i64) -> Result<bo
     })
 }
 
+/// Delete setup tokens that expired before `now`.
+pub async fn delete_expired_bootstrap(s: &Store, now: i64) -> Result<u64> {
+    dispatch!(s, p => {
+        let mut q = QueryBuilder::<DB>::new("DELETE FROM console_bootstrap WHERE expires_ms < ");
+        q.push_bind(now);
+        Ok(q.build().execute(p).await?.rows_affected())
+    })
+}
+
 pub async fn clear_bootstrap(s: &Store) -> Result<()> {
     dispatch!(s, p => {
         QueryBuilder::<DB>::new("DELETE FROM console_bootstrap").build().execute(p).await?;
@@ -445,7 +515,7 @@ pub async fn list_traffic(s: &Store, f: &TrafficQuery) -> Result<Vec<ExchangeSum
 pub async fn exchanges_after(s: &Store, after_id: i64, limit: i64) -> Result<Vec<ExchangeTick>> {
     dispatch!(s, p => {
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT id, ts_ms, use_case, served_by, status, completed, total_ms FROM exchanges WHERE id > ",
+            "SELECT id, ts_ms, use_case, served_by, status, completed, total_ms, ttfb_ms, final_attempt FROM exchanges WHERE id > ",
         );
         q.push_bind(after_id).push(" ORDER BY id LIMIT ").push_bind(limit);
         Ok(q.build_query_as::<ExchangeTick>().fetch_all(p).await?)
@@ -466,25 +536,54 @@ pub async fn served_by_values(s: &Store, since_ms: i64) -> Result<Vec<String>> {
 
 pub const ROLLUP_KEY: &str = "console.rollup_id";
 
-/// Add a batch of minute rows and move the high-water mark, in one transaction.
+/// Add a batch of minute rows and move the high-water mark, in one transaction. Counts add up
+/// in SQL; the latency histograms are merged here with the stored ones (the high-water
+/// write comes first, so on SQLite the transaction holds the write lock before it reads).
 pub async fn add_minutes(s: &Store, rows: &[MinuteRow], high_water: i64) -> Result<()> {
     dispatch!(s, p => {
         let mut tx = p.begin().await?;
-        for chunk in rows.chunks(500) {
-            let mut q = QueryBuilder::<DB>::new("INSERT INTO console_minutes (minute_ms, use_case, served_by, requests, errors, total_ms_sum) ");
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.minute_ms).push_bind(&r.use_case).push_bind(&r.served_by).push_bind(r.requests).push_bind(r.errors).push_bind(r.total_ms_sum);
-            });
-            q.push(
-                " ON CONFLICT (minute_ms, use_case, served_by) DO UPDATE SET requests = console_minutes.requests + excluded.requests, \
-                 errors = console_minutes.errors + excluded.errors, total_ms_sum = console_minutes.total_ms_sum + excluded.total_ms_sum",
-            );
-            q.build().execute(&mut *tx).await?;
-        }
         let mut q = QueryBuilder::<DB>::new("INSERT INTO meta (key, value) VALUES (");
         q.push_bind(ROLLUP_KEY).push(", ").push_bind(high_water.to_string());
         q.push(") ON CONFLICT (key) DO UPDATE SET value = excluded.value");
         q.build().execute(&mut *tx).await?;
+        for chunk in rows.chunks(300) {
+            let mut q = QueryBuilder::<DB>::new(
+                "SELECT minute_ms, use_case, served_by, total_hist, ttfb_hist FROM console_minutes WHERE (minute_ms, use_case, served_by) IN (",
+            );
+            let mut sep = q.separated(", ");
+            for r in chunk {
+                sep.push("(").push_bind_unseparated(r.minute_ms).push_unseparated(", ").push_bind_unseparated(&r.use_case);
+                sep.push_unseparated(", ").push_bind_unseparated(&r.served_by).push_unseparated(")");
+            }
+            q.push(")");
+            let stored: Vec<(i64, String, String, String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+            let merged: Vec<(String, String)> = chunk
+                .iter()
+                .map(|r| match stored.iter().find(|s| s.0 == r.minute_ms && s.1 == r.use_case && s.2 == r.served_by) {
+                    Some(s) => (crate::latency::merge_encoded(&s.3, &r.total_hist), crate::latency::merge_encoded(&s.4, &r.ttfb_hist)),
+                    None => (r.total_hist.clone(), r.ttfb_hist.clone()),
+                })
+                .collect();
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO console_minutes (minute_ms, use_case, served_by, requests, errors, total_ms_sum, total_hist, ttfb_hist) ",
+            );
+            q.push_values(chunk.iter().zip(&merged), |mut b, (r, (th, fh))| {
+                b.push_bind(r.minute_ms)
+                    .push_bind(&r.use_case)
+                    .push_bind(&r.served_by)
+                    .push_bind(r.requests)
+                    .push_bind(r.errors)
+                    .push_bind(r.total_ms_sum)
+                    .push_bind(th)
+                    .push_bind(fh);
+            });
+            q.push(
+                " ON CONFLICT (minute_ms, use_case, served_by) DO UPDATE SET requests = console_minutes.requests + excluded.requests, \
+                 errors = console_minutes.errors + excluded.errors, total_ms_sum = console_minutes.total_ms_sum + excluded.total_ms_sum, \
+                 total_hist = excluded.total_hist, ttfb_hist = excluded.ttfb_hist",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     })
@@ -493,7 +592,7 @@ pub async fn add_minutes(s: &Store, rows: &[MinuteRow], high_water: i64) -> Resu
 pub async fn minutes_since(s: &Store, since_ms: i64, use_case: Option<&str>) -> Result<Vec<MinuteRow>> {
     dispatch!(s, p => {
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT minute_ms, use_case, served_by, requests, errors, total_ms_sum FROM console_minutes WHERE minute_ms >= ",
+            "SELECT minute_ms, use_case, served_by, requests, errors, total_ms_sum, total_hist, ttfb_hist FROM console_minutes WHERE minute_ms >= ",
         );
         q.push_bind(since_ms);
         if let Some(u) = use_case {
@@ -508,7 +607,8 @@ pub async fn sums_since(s: &Store, since_ms: i64, use_case: Option<&str>) -> Res
     dispatch!(s, p => {
         let mut q = QueryBuilder::<DB>::new(
             "SELECT CAST(0 AS BIGINT) AS minute_ms, use_case, served_by, CAST(SUM(requests) AS BIGINT) AS requests, \
-             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(total_ms_sum) AS DOUBLE PRECISION) AS total_ms_sum \
+             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(total_ms_sum) AS DOUBLE PRECISION) AS total_ms_sum, \
+             CAST('' AS TEXT) AS total_hist, CAST('' AS TEXT) AS ttfb_hist \
              FROM console_minutes WHERE minute_ms >= ",
         );
         q.push_bind(since_ms);

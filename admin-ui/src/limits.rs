@@ -39,6 +39,30 @@ pub struct Limits {
     address: DefaultKeyedRateLimiter<String>,
     account_address: DefaultKeyedRateLimiter<String>,
     account: DefaultKeyedRateLimiter<String>,
+    config: LimitConfig,
+}
+
+/// A failed attempt remembered in the store, for [`Limits::seed`].
+#[derive(Debug, Clone)]
+pub struct PastFailure {
+    pub ts_ms: i64,
+    pub account: String,
+    pub address: String,
+}
+
+/// How many cells of a GCRA limiter (one cell per `period`, `burst` at most) the attempts at
+/// `times` (ascending, all let through) still hold at `now`.
+fn cells_in_use(times: &[i64], period_ms: i64, burst: u32, now: i64) -> u32 {
+    let period_ms = period_ms.max(1);
+    let mut tat = i64::MIN;
+    for t in times {
+        tat = tat.max(*t) + period_ms;
+    }
+    if tat <= now {
+        return 0;
+    }
+    let used = (tat - now + period_ms - 1) / period_ms;
+    used.clamp(0, i64::from(burst)) as u32
 }
 
 fn quota(burst: u32, every: Duration) -> Quota {
@@ -82,7 +106,52 @@ impl Limits {
             address: RateLimiter::keyed(quota(c.per_address_burst, c.per_address_every)),
             account_address: RateLimiter::keyed(quota(c.per_account_address_burst, c.per_account_address_every)),
             account: RateLimiter::keyed(quota(c.per_account_burst, c.per_account_every)),
+            config: c.clone(),
         }
+    }
+
+    /// How far back [`Limits::seed`] needs failures: the longest any limit takes to refill.
+    pub fn memory(&self) -> std::time::Duration {
+        let c = &self.config;
+        [
+            c.per_address_every * c.per_address_burst,
+            c.per_account_address_every * c.per_account_address_burst,
+            c.per_account_every * c.per_account_burst,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or_default()
+    }
+
+    /// Take from fresh limiters what recent failures (remembered in the store) would still
+    /// hold, so a restart does not hand out a fresh budget. Every failure counts against the
+    /// per-account limit (whether its address was known is not replayed; that limit is
+    /// skipped for known addresses anyway). Successful sign-ins are not replayed.
+    pub fn seed(&self, failures: &[PastFailure], now_ms: i64) {
+        use std::collections::HashMap;
+        let c = &self.config;
+        let mut by_address: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut by_account_address: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut by_account: HashMap<String, Vec<i64>> = HashMap::new();
+        for f in failures {
+            let a = address_key(&f.address);
+            let account = f.account.to_lowercase();
+            by_account_address.entry(format!("{account}\0{a}")).or_default().push(f.ts_ms);
+            by_address.entry(a).or_default().push(f.ts_ms);
+            by_account.entry(account).or_default().push(f.ts_ms);
+        }
+        let fill = |limiter: &DefaultKeyedRateLimiter<String>, keys: HashMap<String, Vec<i64>>, every: std::time::Duration, burst: u32| {
+            for (key, mut times) in keys {
+                times.sort_unstable();
+                let used = cells_in_use(&times, every.as_millis() as i64, burst, now_ms);
+                for _ in 0..used {
+                    let _ = limiter.check_key(&key);
+                }
+            }
+        };
+        fill(&self.address, by_address, c.per_address_every, c.per_address_burst);
+        fill(&self.account_address, by_account_address, c.per_account_address_every, c.per_account_address_burst);
+        fill(&self.account, by_account, c.per_account_every, c.per_account_burst);
     }
 
     /// Take one attempt from the limits that apply; `known_address`: the account has signed
@@ -140,6 +209,38 @@ mod tests {
         }
         assert_eq!(l.check("admin", "10.1.1.1", false), Err(Refused::Account));
         assert_eq!(l.check("admin", "10.0.0.1", true), Ok(()));
+    }
+
+    #[test]
+    fn cells_refill_one_per_period() {
+        // Five attempts at once: five cells, one coming back per minute.
+        let five = [0, 0, 0, 0, 0];
+        assert_eq!(cells_in_use(&five, 60_000, 5, 0), 5);
+        assert_eq!(cells_in_use(&five, 60_000, 5, 1), 5);
+        assert_eq!(cells_in_use(&five, 60_000, 5, 60_000), 4);
+        assert_eq!(cells_in_use(&five, 60_000, 5, 299_999), 1);
+        assert_eq!(cells_in_use(&five, 60_000, 5, 300_000), 0);
+        // Spread out: earlier ones have refilled.
+        assert_eq!(cells_in_use(&[0, 120_000, 240_000], 60_000, 5, 240_000), 1);
+        assert_eq!(cells_in_use(&[], 60_000, 5, 0), 0);
+    }
+
+    #[test]
+    fn seeded_limits_remember_failures() {
+        let l = Limits::new(&LimitConfig::default());
+        let now = 1_000_000;
+        let failures: Vec<PastFailure> =
+            (0..5).map(|i| PastFailure { ts_ms: now - 10_000 + i, account: "Admin".into(), address: "10.0.0.66".into() }).collect();
+        l.seed(&failures, now);
+        assert_eq!(l.check("admin", "10.0.0.66", false), Err(Refused::AccountAddress), "no fresh budget after a restart");
+        assert_eq!(l.check("admin", "10.0.0.1", true), Ok(()), "the admin's own address still passes");
+        // Failures long enough ago have refilled.
+        let l = Limits::new(&LimitConfig::default());
+        let old: Vec<PastFailure> =
+            (0..5).map(|i| PastFailure { ts_ms: now - 400_000 + i, account: "admin".into(), address: "10.0.0.66".into() }).collect();
+        l.seed(&old, now);
+        assert_eq!(l.check("admin", "10.0.0.66", false), Ok(()));
+        assert_eq!(l.memory(), std::time::Duration::from_secs(600));
     }
 
     #[test]

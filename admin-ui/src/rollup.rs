@@ -4,13 +4,12 @@
 //! ([`tail`]), so they are never stale by more than [`TAIL_LIMIT`] exchanges.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use genset::store::{Store, StoreError};
 
-use crate::Console;
 use crate::db::{self, ExchangeTick, MinuteRow};
+use crate::latency::Hist;
 
 /// Rows folded per transaction.
 pub const BATCH: i64 = 20_000;
@@ -23,24 +22,41 @@ pub fn is_error(status: i64, completed: bool) -> bool {
     status >= 400 || !completed
 }
 
-/// Fold ticks into minute rows.
+/// Fold ticks into minute rows: requests, errors and latency of what clients got (the
+/// final attempt of each request; failed attempts before a failover are left out).
 pub fn fold(ticks: &[ExchangeTick]) -> Vec<MinuteRow> {
-    let mut m: HashMap<(i64, &str, &str), MinuteRow> = HashMap::new();
-    for t in ticks {
+    let mut m: HashMap<(i64, &str, &str), (MinuteRow, Hist, Hist)> = HashMap::new();
+    for t in ticks.iter().filter(|t| t.final_attempt) {
         let minute = t.ts_ms - t.ts_ms.rem_euclid(60_000);
-        let e = m.entry((minute, &t.use_case, &t.served_by)).or_insert_with(|| MinuteRow {
-            minute_ms: minute,
-            use_case: t.use_case.clone(),
-            served_by: t.served_by.clone(),
-            requests: 0,
-            errors: 0,
-            total_ms_sum: 0.0,
+        let e = m.entry((minute, &t.use_case, &t.served_by)).or_insert_with(|| {
+            let row = MinuteRow {
+                minute_ms: minute,
+                use_case: t.use_case.clone(),
+                served_by: t.served_by.clone(),
+                requests: 0,
+                errors: 0,
+                total_ms_sum: 0.0,
+                total_hist: String::new(),
+                ttfb_hist: String::new(),
+            };
+            (row, Hist::default(), Hist::default())
         });
-        e.requests += 1;
-        e.errors += i64::from(is_error(t.status, t.completed));
-        e.total_ms_sum += t.total_ms;
+        e.0.requests += 1;
+        e.0.errors += i64::from(is_error(t.status, t.completed));
+        e.0.total_ms_sum += t.total_ms;
+        e.1.add(t.total_ms);
+        if let Some(f) = t.ttfb_ms {
+            e.2.add(f);
+        }
     }
-    let mut v: Vec<MinuteRow> = m.into_values().collect();
+    let mut v: Vec<MinuteRow> = m
+        .into_values()
+        .map(|(mut r, total, ttfb)| {
+            r.total_hist = total.encode();
+            r.ttfb_hist = ttfb.encode();
+            r
+        })
+        .collect();
     v.sort_by(|a, b| (a.minute_ms, &a.use_case, &a.served_by).cmp(&(b.minute_ms, &b.use_case, &b.served_by)));
     v
 }
@@ -126,34 +142,22 @@ pub async fn totals(store: &Store, since_ms: i64, use_case: Option<&str>) -> Res
     Ok(rows)
 }
 
-/// The background loop: fold every `rollup_interval`, prune hourly.
-pub async fn run(store: Store, console: Arc<Console>) {
-    let mut tick = tokio::time::interval(console.options.rollup_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_prune = 0i64;
-    loop {
-        tick.tick().await;
-        let now = console.now_ms();
-        match catch_up(&store, now).await {
-            Ok(n) if n > 0 => tracing::debug!(folded = n, "console rollup"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "console rollup failed; retrying"),
-        }
-        if now - last_prune > 3_600_000 {
-            last_prune = now;
-            if let Err(e) = db::prune_minutes(&store, now - KEEP.as_millis() as i64).await {
-                tracing::warn!(error = %e, "console rollup: prune failed");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn t(id: i64, ts: i64, uc: &str, by: &str, status: i64) -> ExchangeTick {
-        ExchangeTick { id, ts_ms: ts, use_case: uc.into(), served_by: by.into(), status, completed: true, total_ms: 10.0 }
+        ExchangeTick {
+            id,
+            ts_ms: ts,
+            use_case: uc.into(),
+            served_by: by.into(),
+            status,
+            completed: true,
+            total_ms: 10.0 * id as f64,
+            ttfb_ms: (id % 2 == 0).then_some(5.0),
+            final_attempt: true,
+        }
     }
 
     #[test]
@@ -166,5 +170,21 @@ mod tests {
         ]);
         let v: Vec<_> = rows.iter().map(|r| (r.minute_ms, r.use_case.as_str(), r.served_by.as_str(), r.requests, r.errors)).collect();
         assert_eq!(v, vec![(60_000, "a", "cloud", 2, 1), (60_000, "b", "local:x", 1, 0), (120_000, "a", "cloud", 1, 0)]);
+        // Latency: total times 10 and 20 ms; a time to first byte only where recorded.
+        let first = Hist::decode(&rows[0].total_hist);
+        assert_eq!(first.count(), 2);
+        assert!((first.quantile(1.0).unwrap() / 20.0 - 1.0).abs() < 0.1);
+        assert_eq!(Hist::decode(&rows[0].ttfb_hist).count(), 1);
+        assert_eq!(Hist::decode(&rows[1].ttfb_hist).count(), 1);
+        assert!(rows[2].ttfb_hist.is_empty());
+    }
+
+    #[test]
+    fn failed_attempts_before_a_failover_are_not_client_requests() {
+        let mut failed = t(1, 60_000, "a", "cloud", 503);
+        failed.final_attempt = false;
+        let rows = fold(&[failed, t(2, 60_500, "a", "local:x", 200)]);
+        let v: Vec<_> = rows.iter().map(|r| (r.served_by.as_str(), r.requests, r.errors)).collect();
+        assert_eq!(v, vec![("local:x", 1, 0)]);
     }
 }

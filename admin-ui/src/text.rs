@@ -18,6 +18,12 @@ pub fn hm(ms: i64) -> String {
     format!("{h:02}:{mi:02}")
 }
 
+/// `MM-DD HH:MM` (UTC), for axes that span days.
+pub fn mdhm(ms: i64) -> String {
+    let (_, mo, d, h, mi, _) = civil(ms);
+    format!("{mo:02}-{d:02} {h:02}:{mi:02}")
+}
+
 fn civil(ms: i64) -> (i64, u32, u32, u32, u32, u32) {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);

@@ -192,21 +192,38 @@ async fn scenario(c: &Client, d: &common::Daemon, base: &str, shots: &Path) {
     shot(c, &shots, "02-login").await;
     login(c, &base, "ada", ADMIN_PW).await;
 
-    // 3. Every page.
+    // 3. Every page (with a readiness history, so the use case page draws its trend).
+    let now = genset::record::now_ms();
+    for (i, (verdict, score)) in [("not-ready", 0.52), ("marginal", 0.78), ("ready", 0.91)].iter().enumerate() {
+        d.store()
+            .insert_readiness(&genset::store::evaluate::ReadinessRow {
+                ts_ms: now - (3 - i as i64) * 3_600_000,
+                use_case: "support".into(),
+                verdict: verdict.to_string(),
+                score: *score,
+                score_lower: score - 0.06,
+                score_upper: score + 0.05,
+                n: 60,
+                reasons: "[]".into(),
+                detail: "{}".into(),
+            })
+            .await
+            .unwrap();
+    }
     let first_id = d.store().list_exchanges(&genset::store::TrafficFilter { limit: 1, ..Default::default() }).await.unwrap()[0].id;
     let pages = [
-        ("03-overview", "/".to_string(), "Overview"),
+        ("03-overview", "/".to_string(), "Latency, last hour"),
         ("04-use-cases", "/use-cases".into(), "Use cases"),
-        ("05-use-case", "/use-cases/support".into(), "Use case support"),
+        ("05-use-case", "/use-cases/support".into(), "Readiness over time"),
         ("06-traffic", "/traffic".into(), "Traffic"),
         ("07-traffic-filtered", "/traffic?use_case=invoices&status=200".into(), "Traffic"),
         ("08-exchange", format!("/traffic/{first_id}"), "printer on fire"),
         ("09-models", "/models".into(), "Local models"),
         ("10-failover", "/failover".into(), "Failover"),
         ("11-keys", "/keys".into(), "Virtual keys"),
-        ("12-users", "/users".into(), "Users"),
+        ("12-users", "/users".into(), "Active sessions"),
         ("13-audit", "/audit".into(), "Audit log"),
-        ("14-account", "/account".into(), "Your account"),
+        ("14-account", "/account".into(), "Your active sessions"),
         ("15-drills", "/drills".into(), "Start a drill"),
         ("16-reports", "/reports?period=2026-11".into(), "Download PDF"),
     ];

@@ -711,3 +711,345 @@ async fn drills_reports_and_readiness_by_role() {
     assert!(store.list_drills(None, None, None, 10).await.unwrap().len() == 1, "no drill started");
     d.shutdown().await;
 }
+
+/// The number in a "p50 123 ms" style summary after `label`.
+fn ms_after(body: &str, label: &str) -> f64 {
+    let i = body.find(label).unwrap_or_else(|| panic!("{label} not in:\n{body}")) + label.len();
+    let rest = body[i..].trim_start();
+    let num: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    assert!(rest[num.len()..].starts_with(" ms"), "{label}: {}", &rest[..20.min(rest.len())]);
+    num.parse().unwrap()
+}
+
+fn near(got: f64, want: f64, what: &str) {
+    assert!((got / want - 1.0).abs() <= 0.1, "{what}: {got} is not within 10 % of {want}");
+}
+
+#[actix_web::test]
+async fn latency_charts_from_the_rollup_and_its_tail() {
+    let d = start(false).await;
+    // Total times 480..779 ms (p50 630, p95 765), first byte 120 ms; one failed attempt of
+    // 90 s before a failover, which is not what any client got.
+    common::seed_exchanges(d.store(), 300).await;
+    common::seed_failed_attempt(d.store(), "support", 90_000.0).await;
+    let mut viewer = d.signed_in("viewer").await;
+    for round in ["tail", "folded"] {
+        let r = viewer.get("/").await;
+        assert_eq!(r.status, 200);
+        let summary = &r.body[r.body.find("id=\"latency-summary\"").unwrap()..];
+        near(ms_after(summary, "Total time p50"), 630.0, round);
+        near(ms_after(summary, "p95"), 765.0, round);
+        near(ms_after(summary, "first byte p50"), 120.0, round);
+        let chart = &r.body[r.body.find("id=\"latency-chart\"").unwrap()..];
+        let chart = &chart[..chart.find("</svg>").unwrap()];
+        for label in ["total p50", "total p95", "first byte p50", "first byte p95"] {
+            assert!(chart.contains(&format!(">{label}</text>")), "{round}: legend {label}");
+        }
+        assert!(chart.contains("class=\"line s1\"") || chart.contains("class=\"dot s1\""), "{round}: p95 drawn");
+        assert!(!chart.contains("NaN") && !chart.contains("style="), "{round}");
+        // Per use case: invoices are every third exchange (480, 483, …, 777 ms).
+        let r = viewer.get("/use-cases/invoices").await;
+        assert_eq!(r.status, 200);
+        near(ms_after(&r.body, "Total time p50"), 628.5, round);
+        assert!(r.body.contains("id=\"latency-chart\""));
+        d.wait_rollup().await;
+    }
+    // The failed attempt counts neither as a request nor towards latency.
+    let r = viewer.get("/").await;
+    assert!(r.body.contains("300 requests, 18 errors"), "{}", r.body);
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn readiness_trend_on_the_use_case_pages() {
+    let d = start(false).await;
+    let now = genset::record::now_ms();
+    for (i, (verdict, score)) in [("not-ready", 0.41), ("marginal", 0.74), ("ready", 0.93)].iter().enumerate() {
+        d.store()
+            .insert_readiness(&genset::store::evaluate::ReadinessRow {
+                ts_ms: now - (3 - i as i64) * 3_600_000,
+                use_case: "support".into(),
+                verdict: verdict.to_string(),
+                score: *score,
+                score_lower: score - 0.05,
+                score_upper: score + 0.04,
+                n: 50,
+                reasons: "[]".into(),
+                detail: "{}".into(),
+            })
+            .await
+            .unwrap();
+    }
+    let mut viewer = d.signed_in("viewer").await;
+    let r = viewer.get("/use-cases/support").await;
+    assert_eq!(r.status, 200);
+    let trend = &r.body[r.body.find("id=\"readiness-trend\"").expect("trend section")..];
+    let trend = &trend[..trend.find("</svg>").unwrap()];
+    assert_eq!(trend.matches("<polygon class=\"band\"").count(), 1, "{trend}");
+    for (verdict, score) in [("not-ready", "0.410"), ("marginal", "0.740"), ("ready", "0.930")] {
+        assert!(trend.contains(&format!("class=\"dot {verdict}\"")), "{verdict}: {trend}");
+        assert!(trend.contains(&format!("<title>{verdict} {score}")), "{verdict}: {trend}");
+    }
+    // Oldest on the left: the dots' x grow in the order they were computed.
+    let xs: Vec<f64> = trend
+        .match_indices("<circle class=\"dot ")
+        .map(|(i, _)| {
+            let rest = &trend[i..];
+            let j = rest.find("cx=\"").unwrap() + 4;
+            rest[j..j + rest[j..].find('"').unwrap()].parse().unwrap()
+        })
+        .collect();
+    assert_eq!(xs.len(), 3);
+    assert!(xs[0] < xs[1] && xs[1] < xs[2], "{xs:?}");
+    // The list: a small chart where there is a history, none where there is not.
+    let r = viewer.get("/use-cases").await;
+    assert_eq!(r.body.matches("<svg class=\"spark\"").count(), 1, "{}", r.body);
+    let r = viewer.get("/use-cases/invoices").await;
+    assert!(!r.body.contains("class=\"band\""));
+    d.shutdown().await;
+}
+
+/// The handle of the session listed in the row that contains `needle`.
+fn session_handle(body: &str, needle: &str) -> Option<String> {
+    body.split("<tr id=\"session-")
+        .skip(1)
+        .find(|row| row[..row.find("</tr>").unwrap_or(row.len())].contains(needle))
+        .map(|row| row[..16].to_string())
+}
+
+#[actix_web::test]
+async fn sessions_are_listed_and_revoked_one_at_a_time() {
+    let d = start(false).await;
+    d.add_user("ada", "operator", ADMIN_PW).await;
+    let mut laptop = d.client();
+    laptop.set_header("user-agent", "Laptop-Browser/1.0");
+    assert_eq!(laptop.login("ada", ADMIN_PW).await.status, 303);
+    let mut phone = d.client_from("127.0.0.2");
+    phone.set_header("user-agent", "Phone-Browser/2.0");
+    assert_eq!(phone.login("ada", ADMIN_PW).await.status, 303);
+
+    // Both sessions, with where from and the browser, on the account page.
+    let page = laptop.get("/account").await;
+    assert_eq!(page.status, 200);
+    let phone_handle = session_handle(&page.body, "Phone-Browser/2.0").expect("the phone's session is listed");
+    assert!(session_handle(&page.body, "127.0.0.2").as_deref() == Some(phone_handle.as_str()));
+    let laptop_handle = session_handle(&page.body, "Laptop-Browser/1.0").expect("this session is listed");
+    assert!(page.body.contains("Sign out (this session)"));
+
+    // Another user cannot end ada's session through their own account.
+    let mut other = d.signed_in("viewer").await;
+    let csrf = other.csrf().await;
+    let r = other.post(&format!("/account/sessions/{phone_handle}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(phone.get("/").await.status, 200, "still signed in");
+    // Nor without the CSRF token, nor on GET.
+    let r = laptop.post(&format!("/account/sessions/{phone_handle}/revoke"), &[]).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(laptop.get(&format!("/account/sessions/{phone_handle}/revoke")).await.status, 404);
+    assert_eq!(phone.get("/").await.status, 200, "still signed in");
+
+    // Ada ends the phone's session from the laptop: the phone's cookie goes to sign-in.
+    let csrf = laptop.csrf().await;
+    let r = laptop.post(&format!("/account/sessions/{phone_handle}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(session_handle(&r.body, "Phone-Browser/2.0").is_none(), "no longer listed");
+    let r = phone.get("/").await;
+    assert_eq!((r.status, r.location()), (303, "/login"));
+    assert_eq!(laptop.get("/").await.status, 200, "the laptop's session lives on");
+    let r = laptop.post(&format!("/account/sessions/{phone_handle}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 404, "ended already");
+    let audit = d.audit().await;
+    assert!(
+        audit.iter().any(|a| a.action == "session.revoke"
+            && a.actor == "ada"
+            && a.address == "127.0.0.1"
+            && a.detail.as_deref() == Some(&format!("session {phone_handle} from 127.0.0.2"))),
+        "{audit:?}"
+    );
+
+    // An admin sees ada's session on the users page and ends it.
+    let mut boss = d.signed_in("admin").await;
+    let users = boss.get("/users").await;
+    assert_eq!(users.status, 200);
+    assert_eq!(session_handle(&users.body, "Laptop-Browser/1.0").as_deref(), Some(laptop_handle.as_str()));
+    let ada = genset_admin_ui::db::user_by_name(d.store(), "ada").await.unwrap().unwrap();
+    let viewer = genset_admin_ui::db::user_by_name(d.store(), "viewer-user").await.unwrap().unwrap();
+    let csrf = boss.csrf().await;
+    // The handle must belong to the user in the path.
+    let r = boss.post(&format!("/users/{}/sessions/{laptop_handle}/revoke", viewer.id), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(laptop.get("/").await.status, 200);
+    let r = boss.post(&format!("/users/{}/sessions/{laptop_handle}/revoke", ada.id), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(laptop.get("/").await.status, 303, "revoked by an admin");
+    assert!(d.audit().await.iter().any(|a| a.action == "session.revoke" && a.actor == "admin-user" && a.target == "ada"));
+    // A non-admin cannot use the admin's route.
+    let csrf = other.csrf().await;
+    let users = boss.get("/users").await;
+    let boss_handle = session_handle(&users.body, "(you, this session)").unwrap();
+    let admin_user = genset_admin_ui::db::user_by_name(d.store(), "admin-user").await.unwrap().unwrap();
+    let r = other.post(&format!("/users/{}/sessions/{boss_handle}/revoke", admin_user.id), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 403);
+
+    // Ending one's own current session is a sign-out.
+    let page = other.get("/account").await;
+    let mine = session_handle(&page.body, "Sign out (this session)").unwrap();
+    let r = other.post(&format!("/account/sessions/{mine}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!((r.status, r.location()), (303, "/login"));
+    assert!(other.session_cookie().is_none(), "the cookie is removed");
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn retention_deletes_old_rows_and_keeps_recent_ones() {
+    let day = Duration::from_secs(86_400);
+    let options = genset_admin_ui::Options {
+        audit_retention: 10 * day,
+        login_attempts_retention: 3 * day,
+        sweep_interval: Duration::from_millis(200),
+        ..common::test_options()
+    };
+    let d = common::start_with(false, options.clone(), "").await;
+    let s = d.store();
+    let now = genset::record::now_ms();
+    let ms = |d: Duration| d.as_millis() as i64;
+    use genset_admin_ui::db;
+    let uid = d.add_user("ada", "viewer", ADMIN_PW).await;
+    // Audit: 11 days old goes, 9 days old stays.
+    db::insert_audit(s, now - ms(11 * day), "ada", "login", "ada", "ok", "10.0.0.1", Some("old")).await.unwrap();
+    db::insert_audit(s, now - ms(9 * day), "ada", "login", "ada", "ok", "10.0.0.1", Some("recent")).await.unwrap();
+    // Attempts: 4 days old go, 2 days old stay.
+    db::insert_attempt(s, now - ms(4 * day), "ada", "10.0.0.1", false).await.unwrap();
+    db::insert_attempt(s, now - ms(2 * day), "ada", "10.0.0.2", false).await.unwrap();
+    // Sessions: revoked, idle too long, past the absolute timeout go; a live one stays.
+    let session = |id: &str, created: i64, seen: i64, revoked: Option<i64>| db::SessionRow {
+        id_hash: id.into(),
+        user_id: uid,
+        created_ms: created,
+        last_seen_ms: seen,
+        address: "10.0.0.1".into(),
+        user_agent: String::new(),
+        revoked_ms: revoked,
+    };
+    for r in [
+        session("revoked", now - 60_000, now - 60_000, None),
+        session("idle", now - ms(2 * options.idle_timeout), now - ms(2 * options.idle_timeout), None),
+        session("old", now - ms(options.absolute_timeout) - 60_000, now - 1000, None),
+        session("live", now - 60_000, now - 1000, None),
+    ] {
+        db::insert_session(s, &r).await.unwrap();
+    }
+    db::revoke_session(s, "revoked", now - 30_000).await.unwrap();
+    db::insert_bootstrap(s, "expired", now - 100_000, now - 1).await.unwrap();
+
+    // The background sweep (every 200 ms here) deletes exactly what is past retention.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let audit = d.audit().await;
+        if !audit.iter().any(|a| a.detail.as_deref() == Some("old")) {
+            assert!(audit.iter().any(|a| a.detail.as_deref() == Some("recent")), "the recent entry stays");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the background sweep did not run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let genset::store::Store::Sqlite(pool) = s else { panic!() };
+    let attempts: Vec<(String,)> = sqlx::query_as("SELECT address FROM console_login_attempts ORDER BY id").fetch_all(pool).await.unwrap();
+    assert_eq!(attempts, vec![("10.0.0.2".to_string(),)]);
+    let sessions: Vec<(String,)> = sqlx::query_as("SELECT id_hash FROM console_sessions ORDER BY id_hash").fetch_all(pool).await.unwrap();
+    assert_eq!(sessions, vec![("live".to_string(),)]);
+    let tokens: Vec<(String,)> = sqlx::query_as("SELECT token_hash FROM console_bootstrap").fetch_all(pool).await.unwrap();
+    assert!(!tokens.iter().any(|(t,)| t == "expired"), "{tokens:?}");
+
+    // In batches: more rows than one statement deletes.
+    let n = genset_admin_ui::upkeep::BATCH as usize + 7;
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..n {
+        sqlx::query("INSERT INTO console_audit (ts_ms, actor, action, target, outcome, address) VALUES (?1, 'x', 'x', 'x', 'ok', '-')")
+            .bind(now - ms(20 * day) - i as i64)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    d.console.stop();
+    let swept = genset_admin_ui::upkeep::sweep(s, &options, now).await.unwrap();
+    assert_eq!(swept.audit, n as u64);
+    assert!(d.audit().await.iter().any(|a| a.detail.as_deref() == Some("recent")));
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn login_limits_hold_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("genset.db").display());
+    let d = common::start_on(false, common::test_options(), "", Some(&url)).await;
+    d.add_user("ada", "admin", ADMIN_PW).await;
+    let mut attacker = d.client_from("127.0.0.2");
+    for i in 0..5 {
+        assert_eq!(attacker.login("ada", &format!("guess number {i} wrong")).await.status, 401);
+    }
+    d.shutdown().await;
+
+    // A new daemon and console over the same store: the limiter starts empty in memory.
+    let d = common::start_on(false, common::test_options(), "", Some(&url)).await;
+    let mut attacker = d.client_from("127.0.0.2");
+    assert_eq!(attacker.login("ada", "guess number 5 wrong").await.status, 429, "no fresh budget after the restart");
+    assert_eq!(attacker.login("ada", ADMIN_PW).await.status, 429);
+    // The real admin, from another address, is not locked out…
+    let mut admin = d.client();
+    assert_eq!(admin.login("ada", ADMIN_PW).await.status, 303);
+    // …and a third address still has its own budget.
+    let mut other = d.client_from("127.0.0.3");
+    assert_eq!(other.login("ada", "a wrong password here").await.status, 401);
+    // Once the failures are old enough, the address has its budget back (a restart then).
+    d.shutdown().await;
+    let d = common::start_on(false, common::test_options(), "", Some(&url)).await;
+    d.console.clock.advance(Duration::from_secs(6 * 60));
+    let mut attacker = d.client_from("127.0.0.2");
+    assert_eq!(attacker.login("ada", "guess number 6 wrong").await.status, 401);
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn client_address_behind_a_trusted_proxy() {
+    let d = common::start_full(false, common::test_options(), "trusted_proxies = [\"127.0.0.1/32\"]", "", None).await;
+    d.add_user("ada", "admin", ADMIN_PW).await;
+
+    // Through the proxy (127.0.0.1): the hop it added, not what the client wrote before it.
+    let mut admin = d.client();
+    admin.set_header("x-forwarded-for", "198.51.100.99, 203.0.113.5");
+    assert_eq!(admin.login("ada", ADMIN_PW).await.status, 303);
+    let audit = d.audit().await;
+    assert!(audit.iter().any(|a| a.action == "login" && a.address == "203.0.113.5"), "{audit:?}");
+    let page = admin.get("/account").await;
+    assert!(session_handle(&page.body, "203.0.113.5").is_some(), "the session is from the client: {}", page.body);
+
+    // An attacker behind the same proxy is limited by their own address…
+    let mut attacker = d.client();
+    attacker.set_header("x-forwarded-for", "203.0.113.66");
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(attacker.login("ada", &format!("guess number {i} wrong")).await.status);
+    }
+    assert_eq!(statuses, vec![401, 401, 401, 401, 401, 429]);
+    // …and does not lock out the admin, who comes through the same proxy.
+    let mut again = d.client();
+    again.set_header("x-forwarded-for", "203.0.113.5");
+    assert_eq!(again.login("ada", ADMIN_PW).await.status, 303);
+
+    // A peer that is not a trusted proxy: its header is ignored, whatever it says.
+    let mut spoofer = d.client_from("127.0.0.2");
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        spoofer.set_header("x-forwarded-for", &format!("192.0.2.{i}"));
+        statuses.push(spoofer.login("ada", &format!("spoofed guess {i}")).await.status);
+    }
+    assert_eq!(statuses, vec![401, 401, 401, 401, 401, 429], "a made-up header does not buy a fresh budget");
+    let audit = d.audit().await;
+    let spoofed: Vec<_> =
+        audit.iter().filter(|a| a.detail.as_deref() == Some("wrong password") && a.address.starts_with("192.0.2.")).collect();
+    assert!(spoofed.is_empty(), "{spoofed:?}");
+    assert_eq!(audit.iter().filter(|a| a.action == "login.failed" && a.address == "127.0.0.2").count(), 5);
+    d.shutdown().await;
+}

@@ -85,6 +85,39 @@ async fn console_on_postgres() {
     assert_eq!(bob.login("bob", "a long passphrase here").await.status, 303);
     assert_eq!(bob.get("/users").await.status, 403);
 
+    // The latency histograms merge on PostgreSQL: a second fold into the same minutes.
+    let before = c.get("/").await;
+    assert!(before.body.contains("data-live=\"latency-summary\">Total time p50 "), "{}", before.body);
+    assert!(!before.body.contains("Total time p50 —"), "latency from the rollup: {}", before.body);
+    seed_exchanges(d.store(), 120).await;
+    d.wait_rollup().await;
+    let minutes = genset_admin_ui::db::minutes_since(d.store(), 0, None).await.unwrap();
+    let counted: u64 = minutes.iter().map(|m| genset_admin_ui::latency::Hist::decode(&m.total_hist).count()).sum();
+    assert_eq!(counted, 240, "every exchange once in the histograms");
+    assert_eq!(minutes.iter().map(|m| m.requests).sum::<i64>(), 240);
+
+    // Sessions: bob's is listed for the admin and ends when revoked.
+    let users = c.get("/users").await;
+    let row =
+        users.body.split("<tr id=\"session-").skip(1).find(|r| r[..r.find("</tr>").unwrap()].contains(">bob<")).expect("bob's session");
+    let handle = &row[..16];
+    let bob_id = genset_admin_ui::db::user_by_name(d.store(), "bob").await.unwrap().unwrap().id;
+    let r = c.post(&format!("/users/{bob_id}/sessions/{handle}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(bob.get("/").await.status, 303);
+
+    // Retention and the limiter's memory on PostgreSQL.
+    let now = genset::record::now_ms();
+    let day = 86_400_000;
+    genset_admin_ui::db::insert_audit(d.store(), now - 400 * day, "x", "x", "x", "ok", "-", Some("ancient")).await.unwrap();
+    genset_admin_ui::db::insert_attempt(d.store(), now - 100 * day, "x", "10.9.9.9", false).await.unwrap();
+    genset_admin_ui::db::insert_attempt(d.store(), now - 1000, "ada", "10.9.9.8", false).await.unwrap();
+    let swept = genset_admin_ui::upkeep::sweep(d.store(), &test_options(), now).await.unwrap();
+    assert_eq!((swept.audit, swept.attempts), (1, 1), "{swept:?}");
+    assert!(swept.sessions >= 1, "bob's revoked session: {swept:?}");
+    let recent = genset_admin_ui::db::failed_attempts_since(d.store(), now - 60_000, 100).await.unwrap();
+    assert!(recent.iter().any(|a| a.address == "10.9.9.8" && !a.ok));
+
     d.shutdown().await;
     drop(http);
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut admin_conn).await.unwrap();

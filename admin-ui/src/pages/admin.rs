@@ -6,7 +6,7 @@ use askama::Template;
 use genset::admin::AdminState;
 use serde::Deserialize;
 
-use super::auth::{reauth, valid_username};
+use super::auth::{SessionView, reauth, revoke_by_handle, session_views, valid_username};
 use super::{Layout, PageError, PageResult, internal, not_found, qv, render, see_other, user};
 use crate::Console;
 use crate::audit::{self, Entry};
@@ -166,13 +166,15 @@ struct UsersPage {
     csrf: String,
     users: Vec<UserView>,
     roles: Vec<&'static str>,
+    sessions: Vec<SessionView>,
     notice: Option<String>,
     error: Option<String>,
 }
 
 async fn users_page(st: &AdminState, console: &Console, a: &Authed, notice: Option<String>, error: Option<String>) -> PageResult {
     let users = db::list_users(&st.store).await.map_err(internal)?;
-    let live = db::live_sessions(&st.store, console.now_ms() - console.options.idle_timeout.as_millis() as i64).await.map_err(internal)?;
+    let names: std::collections::HashMap<i64, String> = users.iter().map(|u| (u.id, u.username.clone())).collect();
+    let live = session_views(st, console, None, &a.session_hash, &|id| names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"))).await?;
     let users = users
         .into_iter()
         .map(|u| UserView {
@@ -189,6 +191,7 @@ async fn users_page(st: &AdminState, console: &Console, a: &Authed, notice: Opti
         csrf: a.csrf.clone(),
         users,
         roles: Role::ALL.iter().map(|r| r.as_str()).collect(),
+        sessions: live,
         notice,
         error,
     };
@@ -394,6 +397,28 @@ pub async fn revoke_sessions(
         return Ok(see_other("/login"));
     }
     users_page(&st, &console, &a, Some(format!("{ended} sessions of {} ended.", target.username)), None).await
+}
+
+/// `POST /users/{id}/sessions/{handle}/revoke`: an admin ends one session of a user.
+pub async fn revoke_user_session(
+    req: HttpRequest,
+    st: web::Data<AdminState>,
+    console: web::Data<Console>,
+    path: web::Path<(String, String)>,
+) -> PageResult {
+    let a = user(&req)?;
+    let (id, handle) = path.into_inner();
+    let id = user_id(&id)?;
+    let target = db::user_by_id(&st.store, id).await.map_err(internal)?.ok_or_else(|| not_found("No such user."))?;
+    let Some(row) = revoke_by_handle(&st, &console, id, &handle).await? else {
+        return Err(not_found("No such session: it has ended already."));
+    };
+    let detail = format!("session {handle} from {}", row.address);
+    audit_admin(&st, &console, &a, "session.revoke", &target.username, "ok", Some(&detail)).await;
+    if row.id_hash == a.session_hash {
+        return Ok(see_other("/login"));
+    }
+    users_page(&st, &console, &a, Some(format!("The session of {} from {} was signed out.", target.username, row.address)), None).await
 }
 
 #[derive(Deserialize, Default)]

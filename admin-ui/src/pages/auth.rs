@@ -44,8 +44,79 @@ struct AccountPage {
     username: String,
     role: String,
     password_changed: String,
+    sessions: Vec<SessionView>,
     notice: Option<String>,
     error: Option<String>,
+}
+
+/// One live session as the account and users pages show it.
+pub struct SessionView {
+    pub handle: String,
+    pub user_id: i64,
+    pub user: String,
+    pub created: String,
+    pub last_seen: String,
+    pub address: String,
+    pub user_agent: String,
+    pub current: bool,
+}
+
+/// The most sessions a page lists.
+const SESSIONS_SHOWN: i64 = 200;
+
+/// Live sessions (of `user_id`, or of everyone) as views; `names`: user id → name.
+pub async fn session_views(
+    st: &AdminState,
+    console: &Console,
+    user_id: Option<i64>,
+    current: &str,
+    names: &dyn Fn(i64) -> String,
+) -> Result<Vec<SessionView>, PageError> {
+    let now = console.now_ms();
+    let o = &console.options;
+    let rows = db::live_sessions(
+        &st.store,
+        user_id,
+        now - o.idle_timeout.as_millis() as i64,
+        now - o.absolute_timeout.as_millis() as i64,
+        SESSIONS_SHOWN,
+    )
+    .await
+    .map_err(internal)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| SessionView {
+            handle: session::handle(&r.id_hash),
+            user_id: r.user_id,
+            user: names(r.user_id),
+            created: crate::text::utc(r.created_ms),
+            last_seen: crate::text::utc(r.last_seen_ms),
+            address: r.address,
+            user_agent: if r.user_agent.is_empty() { "—".into() } else { r.user_agent },
+            current: r.id_hash == current,
+        })
+        .collect())
+}
+
+/// Revoke the live session of `user_id` whose handle is `handle`; `Ok(None)`: no such
+/// session (ended already, or another user's). Returns the revoked row.
+pub async fn revoke_by_handle(st: &AdminState, console: &Console, user_id: i64, handle: &str) -> Result<Option<db::SessionRow>, PageError> {
+    let now = console.now_ms();
+    let o = &console.options;
+    let rows = db::live_sessions(
+        &st.store,
+        Some(user_id),
+        now - o.idle_timeout.as_millis() as i64,
+        now - o.absolute_timeout.as_millis() as i64,
+        10_000,
+    )
+    .await
+    .map_err(internal)?;
+    let Some(row) = rows.into_iter().find(|r| session::handle(&r.id_hash) == handle) else { return Ok(None) };
+    if !db::revoke_session(&st.store, &row.id_hash, now).await.map_err(internal)? {
+        return Ok(None);
+    }
+    Ok(Some(row))
 }
 
 /// The pre-session token of the login and setup forms (double-submitted as their CSRF
@@ -112,6 +183,7 @@ pub async fn login(req: HttpRequest, st: web::Data<AdminState>, console: web::Da
     if username.is_empty() || username.len() > 64 {
         return login_again(&req, 401, "Wrong user name or password.", &next);
     }
+    console.ready_limits(&st.store).await.map_err(internal)?;
     let known = db::known_address(&st.store, &username, &address, now - KNOWN_ADDRESS_WINDOW_MS).await.map_err(internal)?;
     if let Err(limit) = console.limits.check(&username, &address, known) {
         audit::record(
@@ -332,21 +404,59 @@ pub async fn setup(req: HttpRequest, st: web::Data<AdminState>, console: web::Da
     Ok(resp)
 }
 
-pub async fn account(req: HttpRequest) -> PageResult {
+pub async fn account(req: HttpRequest, st: web::Data<AdminState>, console: web::Data<Console>) -> PageResult {
     let a = user(&req)?;
-    account_page(&a, None, None)
+    account_page(&st, &console, &a, None, None).await
 }
 
-fn account_page(a: &Authed, notice: Option<String>, error: Option<String>) -> PageResult {
+async fn account_page(st: &AdminState, console: &Console, a: &Authed, notice: Option<String>, error: Option<String>) -> PageResult {
+    let name = a.user.username.clone();
+    let sessions = session_views(st, console, Some(a.user.id), &a.session_hash, &|_| name.clone()).await?;
     render(&AccountPage {
         l: Layout::new("Account", "account", Some(a)),
         csrf: a.csrf.clone(),
         username: a.user.username.clone(),
         role: a.role.to_string(),
         password_changed: crate::text::utc(a.user.password_changed_ms),
+        sessions,
         notice,
         error,
     })
+}
+
+/// `POST /account/sessions/{handle}/revoke`: end one of one's own sessions (this one too:
+/// then it is a sign-out).
+pub async fn revoke_own_session(
+    req: HttpRequest,
+    st: web::Data<AdminState>,
+    console: web::Data<Console>,
+    handle: web::Path<String>,
+) -> PageResult {
+    let a = user(&req)?;
+    let Some(row) = revoke_by_handle(&st, &console, a.user.id, &handle).await? else {
+        return Err(PageError { code: 404, message: "No such session: it has ended already.".into() });
+    };
+    let detail = format!("session {} from {}", handle.as_str(), row.address);
+    audit::record(
+        &st.store,
+        console.now_ms(),
+        Entry {
+            actor: &a.user.username,
+            action: "session.revoke",
+            target: &a.user.username,
+            outcome: "ok",
+            address: &a.address,
+            detail: Some(&detail),
+        },
+    )
+    .await;
+    if row.id_hash == a.session_hash {
+        let tls = session::is_tls(&req);
+        let mut resp = see_other("/login");
+        let _ = resp.add_cookie(&session::removal(session::cookie_name(tls), tls));
+        return Ok(resp);
+    }
+    account_page(&st, &console, &a, Some(format!("The session from {} was signed out.", row.address)), None).await
 }
 
 #[derive(Deserialize)]
@@ -366,13 +476,13 @@ pub async fn change_password(
     let f = form.into_inner();
     let now = console.now_ms();
     if !reauth(&st, &console, &a, f.current, "account.password").await? {
-        return account_page(&a, None, Some("Your current password is not right.".into()));
+        return account_page(&st, &console, &a, None, Some("Your current password is not right.".into())).await;
     }
     if f.password != f.confirm {
-        return account_page(&a, None, Some("The two new passwords differ.".into()));
+        return account_page(&st, &console, &a, None, Some("The two new passwords differ.".into())).await;
     }
     if let Some(e) = password::policy_error(&f.password, &a.user.username) {
-        return account_page(&a, None, Some(e));
+        return account_page(&st, &console, &a, None, Some(e)).await;
     }
     let hash = password::hash(f.password, console.options.argon2).await.map_err(internal)?;
     db::set_password(&st.store, a.user.id, &hash, now).await.map_err(internal)?;
@@ -390,13 +500,14 @@ pub async fn change_password(
         },
     )
     .await;
-    account_page(&a, Some(format!("Password changed; {ended} other sessions were signed out.")), None)
+    account_page(&st, &console, &a, Some(format!("Password changed; {ended} other sessions were signed out.")), None).await
 }
 
 /// Re-authentication before a dangerous action: the signed-in user's own password, under
 /// the same limits as a login. A wrong password is audited.
 pub async fn reauth(st: &AdminState, console: &Console, a: &Authed, password: String, action: &str) -> Result<bool, PageError> {
     let now = console.now_ms();
+    console.ready_limits(&st.store).await.map_err(internal)?;
     if console.limits.check(&a.user.username, &a.address, false).is_err() {
         audit::record(
             &st.store,
@@ -416,6 +527,8 @@ pub async fn reauth(st: &AdminState, console: &Console, a: &Authed, password: St
     let current = db::user_by_id(&st.store, a.user.id).await.map_err(internal)?.map(|u| u.password_hash);
     let ok = password::verify(password, current, console.options.argon2).await;
     if !ok {
+        // Remembered like a failed sign-in, so the limits hold it across a restart.
+        db::insert_attempt(&st.store, now, &a.user.username, &a.address, false).await.map_err(internal)?;
         audit::record(
             &st.store,
             now,

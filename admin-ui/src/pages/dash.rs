@@ -16,8 +16,9 @@ use crate::Console;
 use crate::audit::{self, Entry};
 use crate::authz::Role;
 use crate::db::{self, MinuteRow};
+use crate::latency::Hist;
 use crate::rollup;
-use crate::svg::{self, Series};
+use crate::svg::{self, Series, TrendPoint};
 use crate::text::{self, utc};
 
 /// The failover controller (the core's live one).
@@ -161,6 +162,8 @@ struct OverviewPage {
     l: Layout,
     c: ControlView,
     chart: String,
+    latency_chart: String,
+    latency: LatencySummary,
     local_share: String,
     local_bar: String,
     requests_hour: i64,
@@ -190,6 +193,61 @@ fn rpm_chart(minutes: &[MinuteRow], now: i64, title: &str) -> String {
     let series: Vec<Series> = by_uc.into_iter().map(|(k, v)| Series { label: k.to_string(), values: v }).collect();
     let labels: Vec<(usize, String)> = [0usize, 15, 30, 45, 59].iter().map(|i| (*i, text::hm(start + *i as i64 * 60_000))).collect();
     svg::lines(title, &series, &labels, "requests / min")
+}
+
+/// The hour's latency percentiles (ms), "—" without traffic.
+pub struct LatencySummary {
+    total_p50: String,
+    total_p95: String,
+    ttfb_p50: String,
+    ttfb_p95: String,
+}
+
+fn ms_text(v: Option<f64>) -> String {
+    match v {
+        None => "—".into(),
+        Some(v) if v >= 10_000.0 => format!("{:.1} s", v / 1000.0),
+        Some(v) => format!("{v:.0} ms"),
+    }
+}
+
+/// p50 and p95 of the total time and of the time to first byte, per minute over the hour
+/// before `now` (from the rollup's histograms), as an SVG line chart, and over the whole hour.
+fn latency_chart(minutes: &[MinuteRow], now: i64, title: &str) -> (String, LatencySummary) {
+    let end = now - now.rem_euclid(60_000);
+    let start = end - 59 * 60_000;
+    let mut total = vec![Hist::default(); 60];
+    let mut ttfb = vec![Hist::default(); 60];
+    for m in minutes.iter().filter(|m| m.minute_ms >= start && m.minute_ms <= end) {
+        let idx = ((m.minute_ms - start) / 60_000) as usize;
+        if let (Some(t), Some(f)) = (total.get_mut(idx), ttfb.get_mut(idx)) {
+            t.merge(&Hist::decode(&m.total_hist));
+            f.merge(&Hist::decode(&m.ttfb_hist));
+        }
+    }
+    let per_minute = |h: &[Hist], q: f64| h.iter().map(|h| h.quantile(q).unwrap_or(f64::NAN)).collect::<Vec<f64>>();
+    let series = vec![
+        Series { label: "total p50".into(), values: per_minute(&total, 0.5) },
+        Series { label: "total p95".into(), values: per_minute(&total, 0.95) },
+        Series { label: "first byte p50".into(), values: per_minute(&ttfb, 0.5) },
+        Series { label: "first byte p95".into(), values: per_minute(&ttfb, 0.95) },
+    ];
+    let labels: Vec<(usize, String)> = [0usize, 15, 30, 45, 59].iter().map(|i| (*i, text::hm(start + *i as i64 * 60_000))).collect();
+    let hour = |h: &[Hist]| {
+        let mut all = Hist::default();
+        for m in h {
+            all.merge(m);
+        }
+        all
+    };
+    let (t, f) = (hour(&total), hour(&ttfb));
+    let summary = LatencySummary {
+        total_p50: ms_text(t.quantile(0.5)),
+        total_p95: ms_text(t.quantile(0.95)),
+        ttfb_p50: ms_text(f.quantile(0.5)),
+        ttfb_p95: ms_text(f.quantile(0.95)),
+    };
+    (svg::lines(title, &series, &labels, "ms"), summary)
 }
 
 pub async fn overview(req: HttpRequest, st: web::Data<AdminState>, console: web::Data<Console>) -> PageResult {
@@ -226,10 +284,14 @@ pub async fn overview(req: HttpRequest, st: web::Data<AdminState>, console: web:
     let last_drill = events.iter().find(|e| e.kind.starts_with("drill")).map(|e| format!("{} {}: {}", utc(e.ts_ms), e.subject, e.cause));
     let hw = rollup::high_water(&st.store).await.map_err(internal)?.unwrap_or(0);
     let stale = db::max_exchange_id(&st.store).await.map_err(internal)? - hw > rollup::TAIL_LIMIT;
+    let (latency_chart, latency) =
+        latency_chart(&minutes, now, "Latency per minute (p50, p95 of total time and time to first byte), last hour");
     render(&OverviewPage {
         l: Layout::new("Overview", "overview", Some(&a)).refresh(10),
         c: control_view(&st, 3),
         chart: rpm_chart(&minutes, now, "Requests per minute by use case, last hour"),
+        latency_chart,
+        latency,
         local_share: format!("{:.1} %", share * 100.0),
         local_bar: svg::bar("share served locally", share),
         requests_hour: total,
@@ -252,6 +314,26 @@ pub struct UcRow {
     errors: i64,
     local: i64,
     readiness: ReadinessView,
+    /// A small SVG of the last readiness scores; empty when there are none.
+    spark: String,
+}
+
+/// How many readiness computations the trend charts show.
+const TREND_POINTS: i64 = 200;
+/// How many the use case list's small charts show.
+const SPARK_POINTS: i64 = 30;
+
+/// A use case's readiness over time (oldest first in `history_newest_first` reversed).
+fn readiness_trend(name: &str, history_newest_first: &[genset::store::evaluate::ReadinessRow], now: i64) -> String {
+    let points: Vec<TrendPoint> = history_newest_first
+        .iter()
+        .rev()
+        .map(|r| TrendPoint { ts_ms: r.ts_ms, score: r.score, lower: r.score_lower, upper: r.score_upper, verdict: r.verdict.clone() })
+        .collect();
+    let to = points.last().map(|p| p.ts_ms.max(now)).unwrap_or(now);
+    let from = points.first().map(|p| p.ts_ms).unwrap_or(to).min(to - 3_600_000);
+    let labels: Vec<(i64, String)> = (0..=3).map(|k| from + (to - from) * k / 3).map(|ts| (ts, text::mdhm(ts))).collect();
+    svg::trend(&format!("Readiness score of {name} over time, with its 95% interval"), &points, from, to, &labels)
 }
 
 /// A use case's latest measured readiness (the evaluator's, as `GET
@@ -352,12 +434,20 @@ pub async fn use_cases(req: HttpRequest, st: web::Data<AdminState>, console: web
     let minutes = rollup::totals(&st.store, now - 24 * 3_600_000, None).await.map_err(internal)?;
     let cfg = st.config.load();
     let latest = st.store.latest_readiness().await.map_err(internal)?;
+    // One indexed read of (use_case, id) per use case that has a readiness at all.
+    let mut sparks: BTreeMap<String, String> = BTreeMap::new();
+    for r in &latest {
+        let h = st.store.readiness_history(&r.use_case, SPARK_POINTS).await.map_err(internal)?;
+        let scores: Vec<f64> = h.iter().rev().map(|r| r.score).collect();
+        sparks.insert(r.use_case.clone(), svg::spark(&format!("Readiness of {}, last {} computations", r.use_case, scores.len()), &scores));
+    }
     let mut rows: Vec<UcRow> = cfg
         .use_cases
         .iter()
         .map(|u| {
             let (r, e, l) = counts(&minutes, &u.name);
             UcRow {
+                spark: sparks.get(&u.name).cloned().unwrap_or_default(),
                 name: u.name.clone(),
                 description: u.description.clone(),
                 rules: u.rules.len(),
@@ -383,6 +473,7 @@ pub async fn use_cases(req: HttpRequest, st: web::Data<AdminState>, console: web
         errors: e,
         local: l,
         readiness: ReadinessView { verdict: "—".into(), ..Default::default() },
+        spark: String::new(),
     });
     render(&UseCasesPage { l: Layout::new("Use cases", "use-cases", Some(&a)), rows })
 }
@@ -402,6 +493,9 @@ struct UseCasePage {
     local: i64,
     rules: Vec<String>,
     chart: String,
+    latency_chart: String,
+    latency: LatencySummary,
+    trend: String,
     rows: Vec<Row>,
     can_detail: bool,
     has_readiness: bool,
@@ -459,10 +553,10 @@ pub async fn use_case(req: HttpRequest, st: web::Data<AdminState>, console: web:
     let recent = db::list_traffic(&st.store, &db::TrafficQuery { use_case: Some(name.clone()), limit: 10, ..Default::default() })
         .await
         .map_err(internal)?;
-    let (readiness, worst) = match uc {
+    let (readiness, worst, trend) = match uc {
         Some(u) => {
             // The same reads as the evaluator's API (`GET /api/v1/use-cases/{name}/readiness`).
-            let history = st.store.readiness_history(&u.name, 1).await.map_err(internal)?;
+            let history = st.store.readiness_history(&u.name, TREND_POINTS).await.map_err(internal)?;
             let since = genset::record::now_ms() - cfg.evaluation.window.as_millis() as i64;
             let worst = st.store.worst_evaluations(&u.name, since, 5).await.map_err(internal)?;
             let worst = worst
@@ -478,10 +572,11 @@ pub async fn use_case(req: HttpRequest, st: web::Data<AdminState>, console: web:
                     error: w.error.unwrap_or_default(),
                 })
                 .collect();
-            (readiness_view(&st, &u.name, history.first()), worst)
+            (readiness_view(&st, &u.name, history.first()), worst, readiness_trend(&u.name, &history, now))
         }
-        None => (ReadinessView::default(), Vec::new()),
+        None => (ReadinessView::default(), Vec::new(), String::new()),
     };
+    let (latency_chart, latency) = latency_chart(&minutes, now, &format!("Latency per minute of {name} (p50, p95), last hour"));
     let page = UseCasePage {
         has_readiness: uc.is_some_and(|u| genset::evaluate::local_model(u).is_some()) || !matches!(readiness.verdict.as_str(), "" | "none"),
         readiness,
@@ -497,6 +592,9 @@ pub async fn use_case(req: HttpRequest, st: web::Data<AdminState>, console: web:
         local,
         rules: uc.map(|u| u.rules.iter().map(describe_rule).collect()).unwrap_or_default(),
         chart: rpm_chart(&minutes, now, &format!("Requests per minute of {name}, last hour")),
+        latency_chart,
+        latency,
+        trend,
         rows: rows(&recent),
         can_detail: a.role >= Role::Operator,
         name,

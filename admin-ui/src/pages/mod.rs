@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, console: Arc<Console>) {
             .route("/logout", web::post().to(auth::logout))
             .route("/account", web::get().to(auth::account))
             .route("/account/password", web::post().to(auth::change_password))
+            .route("/account/sessions/{handle}/revoke", web::post().to(auth::revoke_own_session))
             .route("/static/{file}", web::get().to(static_file))
             .route("/", web::get().to(dash::overview))
             .route("/use-cases", web::get().to(dash::use_cases))
@@ -60,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, console: Arc<Console>) {
             .route("/users/{id}/enable", web::post().to(admin::enable))
             .route("/users/{id}/password", web::post().to(admin::reset_password))
             .route("/users/{id}/sessions/revoke", web::post().to(admin::revoke_sessions))
+            .route("/users/{id}/sessions/{handle}/revoke", web::post().to(admin::revoke_user_session))
             .route("/audit", web::get().to(admin::audit))
             .route("/audit.csv", web::get().to(admin::audit_csv))
             .default_service(web::to(|| async { error_page(404, "No such page.") })),

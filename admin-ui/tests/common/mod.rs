@@ -67,6 +67,11 @@ pub async fn start_with(tls: bool, options: Options, extra: &str) -> Daemon {
 
 /// [`start_with`] on a given store URL (PostgreSQL); a temp SQLite file when `None`.
 pub async fn start_on(tls: bool, options: Options, extra: &str, store_url: Option<&str>) -> Daemon {
+    start_full(tls, options, "", extra, store_url).await
+}
+
+/// [`start_on`] with more `[admin]` keys (`admin_extra`, one per line).
+pub async fn start_full(tls: bool, options: Options, admin_extra: &str, extra: &str, store_url: Option<&str>) -> Daemon {
     genset::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let store_url = store_url.map(str::to_string).unwrap_or_else(|| format!("sqlite://{}", dir.path().join("genset.db").display()));
@@ -80,7 +85,7 @@ pub async fn start_on(tls: bool, options: Options, extra: &str, store_url: Optio
     };
     let toml = format!(
         "[proxy]\nlisten = \"127.0.0.1:0\"\nworkers = 1\nshutdown_grace = \"2s\"\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"{tok}\"\n{tls_toml}\
+         [admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"{tok}\"\n{tls_toml}{admin_extra}\n\
          [store]\nurl = \"{store_url}\"\n\
          [[upstreams]]\nname = \"openai\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_file = \"{kf}\"\n\
          [[use_cases]]\nname = \"support\"\ndescription = \"Support ticket triage\"\nmatch = {{ header = \"x-genset-use-case\", value = \"support\" }}\n\
@@ -185,6 +190,8 @@ pub struct Client {
     pub base: String,
     pub cookies: BTreeMap<String, String>,
     pub raw_set_cookies: Vec<String>,
+    /// Sent with every request (a user agent, a forwarding header).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Client {
@@ -193,7 +200,19 @@ impl Client {
         if let Some(ip) = local {
             b = b.local_address(ip);
         }
-        Client { http: b.build().unwrap(), base: base.to_string(), cookies: BTreeMap::new(), raw_set_cookies: Vec::new() }
+        Client {
+            http: b.build().unwrap(),
+            base: base.to_string(),
+            cookies: BTreeMap::new(),
+            raw_set_cookies: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Send `name: value` with every request from now on (replacing an earlier value).
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_string(), value.to_string()));
     }
 
     fn cookie_header(&self) -> String {
@@ -223,6 +242,9 @@ impl Client {
         if !self.cookies.is_empty() {
             rb = rb.header("cookie", self.cookie_header());
         }
+        for (k, v) in &self.headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
         let r = rb.send().await.unwrap();
         self.finish(r).await
     }
@@ -236,6 +258,9 @@ impl Client {
         let mut rb = self.http.post(format!("{}{path}", self.base)).header("content-type", "application/x-www-form-urlencoded").body(body);
         if !self.cookies.is_empty() {
             rb = rb.header("cookie", self.cookie_header());
+        }
+        for (k, v) in &self.headers {
+            rb = rb.header(k.as_str(), v.as_str());
         }
         for (k, v) in headers {
             rb = rb.header(*k, *v);
@@ -297,4 +322,39 @@ pub async fn seed_exchanges(store: &genset::store::Store, n: usize) {
         })
         .collect();
     store.insert_exchanges(&rows, &[]).await.unwrap();
+}
+
+/// A failed attempt before a failover (`final_attempt = false`): recorded, never a client request.
+pub async fn seed_failed_attempt(store: &genset::store::Store, use_case: &str, total_ms: f64) {
+    let now = genset::record::now_ms();
+    let row = genset::store::NewExchange {
+        ts_ms: now - 60_000,
+        api: "openai",
+        endpoint: "/v1/chat/completions",
+        use_case: use_case.into(),
+        served_by: "openai".into(),
+        model: Some("gpt-x".into()),
+        status: 503,
+        stream: false,
+        completed: false,
+        error: Some("upstream 503".into()),
+        client_key_hash: None,
+        virtual_key_id: None,
+        ttfb_ms: Some(total_ms),
+        total_ms,
+        prompt_tokens: None,
+        completion_tokens: None,
+        request_body: None,
+        response_body: None,
+        request_bytes: 0,
+        response_bytes: 0,
+        truncated: false,
+        prompt_fingerprint: None,
+        request_id: Some("req-failed".into()),
+        attempt: 0,
+        final_attempt: false,
+        rescue: None,
+        mode: Some("cloud".into()),
+    };
+    store.insert_exchanges(&[row], &[]).await.unwrap();
 }

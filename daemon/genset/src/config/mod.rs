@@ -1,6 +1,7 @@
 //! Configuration: stage one (`raw`) parses the TOML strictly; stage two (`validate`) checks
 //! every value and produces the typed runtime [`Config`]. Every error names its key path.
 
+pub mod cidr;
 pub mod drills;
 pub mod failover;
 pub mod raw;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
+pub use cidr::Cidr;
 pub use failover::{BreakerConfig, ChainStep, FailoverConfig, OnCutoff, Rate, RoutingPolicy};
 pub use secret::Secret;
 pub use genset_engine::ModelConfig;
@@ -73,6 +75,22 @@ pub struct AdminConfig {
     pub token_file: PathBuf,
     /// Certificate chain and key (PEM): the admin listener speaks HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How long the console keeps its audit log.
+    pub audit_retention: Duration,
+    /// How long the console keeps sign-in attempts.
+    pub login_attempts_retention: Duration,
+    /// Peers whose forwarding header names the client; empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<Cidr>,
+    pub forwarded_header: ForwardedHeader,
+}
+
+/// The header a trusted reverse proxy writes the client's address into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …`
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239)
+    Forwarded,
 }
 
 #[derive(Debug, Clone)]
@@ -310,7 +328,41 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
         (Some(_), None) => return Err(ConfigError::new("admin.tls_key", "admin.tls_cert is set: give the key too")),
         (None, Some(_)) => return Err(ConfigError::new("admin.tls_cert", "admin.tls_key is set: give the certificate too")),
     };
-    let admin = AdminConfig { listen: addr("admin.listen", &raw.admin.listen)?, token_file: raw.admin.token_file, tls };
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in raw.admin.trusted_proxies.iter().enumerate() {
+        trusted_proxies.push(p.parse::<Cidr>().map_err(|m| ConfigError::new(format!("admin.trusted_proxies[{i}]"), m))?);
+    }
+    let forwarded_header = match raw.admin.forwarded_header.trim().to_ascii_lowercase().as_str() {
+        "x-forwarded-for" => ForwardedHeader::XForwardedFor,
+        "forwarded" => ForwardedHeader::Forwarded,
+        other => {
+            return Err(ConfigError::new(
+                "admin.forwarded_header",
+                format!("unknown header {other:?}: expected \"x-forwarded-for\" or \"forwarded\""),
+            ));
+        }
+    };
+    let day = Duration::from_secs(86_400);
+    let audit_retention = duration("admin.audit_retention", &raw.admin.audit_retention)?;
+    if audit_retention < day {
+        return Err(ConfigError::new("admin.audit_retention", "must be at least 1d"));
+    }
+    let login_attempts_retention = duration("admin.login_attempts_retention", &raw.admin.login_attempts_retention)?;
+    if login_attempts_retention < day {
+        return Err(ConfigError::new(
+            "admin.login_attempts_retention",
+            "must be at least 1d (the login limiter reads the last minutes of it)",
+        ));
+    }
+    let admin = AdminConfig {
+        listen: addr("admin.listen", &raw.admin.listen)?,
+        token_file: raw.admin.token_file,
+        tls,
+        audit_retention,
+        login_attempts_retention,
+        trusted_proxies,
+        forwarded_header,
+    };
     if admin.listen == proxy.listen && proxy.listen.port() != 0 {
         return Err(ConfigError::new("admin.listen", "must differ from proxy.listen"));
     }
@@ -669,6 +721,14 @@ mod tests {
         assert_eq!(c.proxy.max_body, 8 * 1024 * 1024);
         assert_eq!(c.recording.redact, RedactMode::Pii);
         assert_eq!(c.recording.retention, Duration::from_secs(30 * 86400));
+        assert_eq!(c.admin.audit_retention, Duration::from_secs(365 * 86400));
+        assert_eq!(c.admin.login_attempts_retention, Duration::from_secs(90 * 86400));
+        assert!(c.admin.trusted_proxies.is_empty());
+        assert_eq!(c.admin.forwarded_header, ForwardedHeader::XForwardedFor);
+        let toml = "[admin]\ntrusted_proxies = [\"127.0.0.1\", \"fd00::/8\"]\nforwarded_header = \"Forwarded\"";
+        let c = Config::from_toml(toml, Path::new("t.toml")).unwrap();
+        assert_eq!(c.admin.trusted_proxies.iter().map(|c| c.to_string()).collect::<Vec<_>>(), ["127.0.0.1/32", "fd00::/8"]);
+        assert_eq!(c.admin.forwarded_header, ForwardedHeader::Forwarded);
     }
 
     #[test]
@@ -687,6 +747,11 @@ mod tests {
             ("[[use_cases]]\nname = \"x\"\nupstream = \"nope\"", "use_cases[0].upstream"),
             ("[[use_cases]]\nname = \"unclassified\"", "use_cases[0].name"),
             ("[store]\nurl = \"mysql://x\"", "store.url"),
+            ("[admin]\naudit_retention = \"a year\"", "admin.audit_retention"),
+            ("[admin]\naudit_retention = \"1h\"", "admin.audit_retention"),
+            ("[admin]\nlogin_attempts_retention = \"10m\"", "admin.login_attempts_retention"),
+            ("[admin]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy.local\"]", "admin.trusted_proxies[1]"),
+            ("[admin]\nforwarded_header = \"x-real-ip\"", "admin.forwarded_header"),
         ] {
             let e = err(toml);
             assert!(e.starts_with(key), "{toml:?} gave {e:?}, expected key {key}");

@@ -137,11 +137,29 @@ pub struct RawAdmin {
     /// PEM certificate chain; with `tls_key`, the admin listener speaks HTTPS (rustls).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// The console's audit log keeps entries this long.
+    pub audit_retention: String,
+    /// Sign-in attempts (the login limiter's memory and the known-address list) kept this long.
+    pub login_attempts_retention: String,
+    /// Peers (CIDRs) whose forwarding header names the client (a reverse proxy in front of
+    /// the console).
+    pub trusted_proxies: Vec<String>,
+    /// Which header a trusted proxy writes: `x-forwarded-for` or `forwarded` (RFC 7239).
+    pub forwarded_header: String,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
-        RawAdmin { listen: "127.0.0.1:8081".into(), token_file: PathBuf::from("/etc/genset/admin.token"), tls_cert: None, tls_key: None }
+        RawAdmin {
+            listen: "127.0.0.1:8081".into(),
+            token_file: PathBuf::from("/etc/genset/admin.token"),
+            tls_cert: None,
+            tls_key: None,
+            audit_retention: "365d".into(),
+            login_attempts_retention: "90d".into(),
+            trusted_proxies: Vec::new(),
+            forwarded_header: "x-forwarded-for".into(),
+        }
     }
 }
 
