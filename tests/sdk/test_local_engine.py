@@ -139,3 +139,97 @@ def test_json_schema_and_errors(local: Gensetd, keys: Secrets) -> None:
     # The admin API lists the loaded model with its slots.
     models = httpx.get(f"{local.admin_url}/api/v1/models", headers={"authorization": f"Bearer {local.token}"}).json()
     assert models["items"][0]["name"] == "gemma"
+
+
+# A Gemma-style Jinja template that renders tools: the GGUF ships none and llama.cpp's
+# built-in "gemma" template has no tool support (tools to it are refused by name).
+GEMMA_TOOLS_TEMPLATE = (
+    "{{ bos_token }}{% if tools %}<start_of_turn>user\n"
+    'You can call these tools. To call one, answer with only a JSON object {"name": <tool name>, "arguments": <object>}.\n'
+    "{% for t in tools %}{{ t | tojson }}\n{% endfor %}<end_of_turn>\n{% endif %}"
+    "{% for m in messages %}<start_of_turn>{% if m.role == 'assistant' %}model{% else %}user{% endif %}\n"
+    "{{ m.content | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+WEATHER_PARAMS = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 24}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+
+
+def check_weather_args(args: object) -> None:
+    assert isinstance(args, dict) and set(args) == {"city"}, args
+    assert isinstance(args["city"], str) and len(args["city"]) <= 24, args
+
+
+@pytest.fixture
+def local_tools(start_gensetd, tmp_path: Path) -> Gensetd:
+    if not Path(MODEL_PATH).exists():
+        pytest.fail(f"test model missing at {MODEL_PATH}: run provisioning/fetch-test-model.sh (scripts/test.sh does)")
+    template = tmp_path / "gemma-tools.jinja"
+    template.write_text(GEMMA_TOOLS_TEMPLATE)
+    model = {
+        "name": "gemma",
+        "path": MODEL_PATH,
+        "sha256": MODEL_SHA,
+        "context": 1024,
+        "parallel": 2,
+        "threads": 2,
+        "chat_template": str(template),
+    }
+    return start_gensetd(extra={"models": [model]})
+
+
+def test_forced_tool_calls_parse_in_both_sdks(local_tools: Gensetd, keys: Secrets) -> None:
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_PARAMS}}]
+    client = oa(local_tools, keys)
+    done = client.chat.completions.create(
+        model="local/gemma", messages=messages, tools=tools, tool_choice="required", max_tokens=60, temperature=0
+    )
+    assert done.choices[0].finish_reason == "tool_calls"
+    call = done.choices[0].message.tool_calls[0]
+    assert call.id.startswith("call_") and call.type == "function" and call.function.name == "get_weather"
+    check_weather_args(json.loads(call.function.arguments))
+
+    # Streamed, accumulated the way the SDK's stream helper does it.
+    with client.chat.completions.stream(
+        model="local/gemma",
+        messages=messages,
+        tools=tools,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=60,
+        temperature=0,
+    ) as s:
+        for _ in s:
+            pass
+        final = s.get_final_completion()
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert not final.choices[0].message.content
+    streamed = final.choices[0].message.tool_calls[0]
+    assert streamed.function.name == "get_weather"
+    check_weather_args(json.loads(streamed.function.arguments))
+
+    c = anthropic.Anthropic(base_url=local_tools.anthropic_base, api_key=keys.client_anthropic, max_retries=0, timeout=120)
+    a_tools = [{"name": "get_weather", "description": "Current weather", "input_schema": WEATHER_PARAMS}]
+    msg = c.messages.create(
+        model="local/gemma", max_tokens=60, messages=messages, tools=a_tools, tool_choice={"type": "any"}
+    )
+    assert msg.stop_reason == "tool_use"
+    [block] = msg.content
+    assert block.type == "tool_use" and block.id.startswith("toolu_") and block.name == "get_weather"
+    check_weather_args(block.input)
+    with c.messages.stream(
+        model="local/gemma",
+        max_tokens=60,
+        messages=messages,
+        tools=a_tools,
+        tool_choice={"type": "tool", "name": "get_weather"},
+    ) as s:
+        final_msg = s.get_final_message()
+    assert final_msg.stop_reason == "tool_use"
+    assert [b.type for b in final_msg.content] == ["tool_use"]
+    check_weather_args(final_msg.content[0].input)

@@ -70,6 +70,13 @@ pub trait Engine: Send + Sync {
     /// How many prompt tokens `prompt` would take (after the chat template).
     fn count_tokens(&self, prompt: &Prompt) -> Result<usize, EngineError>;
 
+    /// [`Engine::count_tokens`] for engines that must ask someone: a remote
+    /// (`openai-compatible`) model asks its server's `/tokenize`. The default answers with
+    /// `count_tokens`. The API layer calls this one.
+    fn count_tokens_async<'a>(&'a self, prompt: &'a Prompt) -> BoxFuture<'a, Result<usize, EngineError>> {
+        Box::pin(std::future::ready(self.count_tokens(prompt)))
+    }
+
     /// A snapshot of the model's capacity and activity.
     fn stats(&self) -> ModelStats;
 }

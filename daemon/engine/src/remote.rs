@@ -100,11 +100,101 @@ impl RemoteEngine {
 
 impl Inner {
     fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
-        let mut rb = self.client.post(format!("{}{path}", self.base_url)).json(body);
+        self.post_url(format!("{}{path}", self.base_url), body)
+    }
+
+    fn post_url(&self, url: String, body: &Value) -> reqwest::RequestBuilder {
+        let mut rb = self.client.post(url).json(body);
         if let Some(k) = &self.api_key {
             rb = rb.bearer_auth(&k.0);
         }
         rb
+    }
+
+    /// The server's root: `base_url` without its trailing `/v1`, where llama-server and vLLM
+    /// serve `/tokenize` and `/apply-template`.
+    fn root(&self) -> &str {
+        self.base_url.strip_suffix("/v1").unwrap_or(&self.base_url)
+    }
+
+    /// POST `{root}{path}`: `Ok(None)` when the server has no such endpoint (404, 405).
+    async fn post_root(&self, path: &str, body: &Value) -> Result<Option<Value>, EngineError> {
+        let url = format!("{}{path}", self.root());
+        let resp = self
+            .post_url(url.clone(), body)
+            .send()
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("{url}: {e}")))?;
+        if matches!(resp.status().as_u16(), 404 | 405) {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(read_error(resp).await);
+        }
+        resp.json::<Value>()
+            .await
+            .map(Some)
+            .map_err(|e| EngineError::Upstream { status: 200, message: format!("{url} answered with something that is not JSON: {e}") })
+    }
+
+    /// Count a prompt's tokens with the server's own tokenizer and chat template:
+    /// llama-server renders the chat with `/apply-template` and counts the text with
+    /// `/tokenize`; vLLM's `/tokenize` takes the messages. A server with neither (Ollama, a
+    /// hosted API) cannot count, and says so.
+    async fn count_tokens(&self, prompt: &Prompt) -> Result<usize, EngineError> {
+        let no_tokenizer = || {
+            EngineError::Unsupported(format!(
+                "count_tokens: the model server at {} has no /tokenize endpoint (llama-server and vLLM have one)",
+                self.root()
+            ))
+        };
+        let answer = match prompt {
+            Prompt::Text(text) => {
+                // vLLM reads `prompt`, llama-server `content`.
+                let body = json!({"model": self.remote_model, "prompt": text, "content": text, "add_special": true});
+                self.post_root("/tokenize", &body).await?.ok_or_else(no_tokenizer)?
+            }
+            Prompt::Chat { messages, tools } => {
+                let mut rendered = json!({"messages": messages});
+                if !tools.is_empty() {
+                    rendered["tools"] = json!(tools);
+                }
+                if let Some(v) = self.post_root("/apply-template", &rendered).await? {
+                    let text = v["prompt"].as_str().ok_or_else(|| EngineError::Upstream {
+                        status: 200,
+                        message: "/apply-template answered without a prompt".into(),
+                    })?;
+                    let body = json!({"content": text, "add_special": true, "parse_special": true});
+                    self.post_root("/tokenize", &body).await?.ok_or_else(no_tokenizer)?
+                } else {
+                    // A trailing assistant turn is continued, not answered.
+                    let prefill = messages.last().is_some_and(|m| m.role == "assistant");
+                    let mut body = json!({
+                        "model": self.remote_model,
+                        "messages": messages,
+                        "add_generation_prompt": !prefill,
+                        "continue_final_message": prefill,
+                    });
+                    if !tools.is_empty() {
+                        body["tools"] = json!(tools);
+                    }
+                    let v = self.post_root("/tokenize", &body).await?.ok_or_else(no_tokenizer)?;
+                    // An old llama-server ignores messages and counts nothing.
+                    if v.get("count").is_none() && v["tokens"].as_array().is_some_and(Vec::is_empty) {
+                        return Err(EngineError::Unsupported(format!(
+                            "count_tokens: the model server at {} can tokenize text but neither renders chat messages (/apply-template) nor tokenizes them",
+                            self.root()
+                        )));
+                    }
+                    v
+                }
+            }
+        };
+        answer["count"]
+            .as_u64()
+            .map(|n| n as usize)
+            .or_else(|| answer["tokens"].as_array().map(Vec::len))
+            .ok_or_else(|| EngineError::Upstream { status: 200, message: "/tokenize answered without tokens or a count".into() })
     }
 }
 
@@ -155,6 +245,11 @@ pub(crate) fn request_body(model: &str, req: &GenerateRequest) -> (&'static str,
             GrammarSpec::JsonSchema(schema) => {
                 json!({"type": "json_schema", "json_schema": {"name": "response", "schema": schema}})
             }
+            // A forced tool call goes as a response format: every server that constrains JSON
+            // honours it, and the API layer parses the call out of the text as for a local model.
+            GrammarSpec::ToolCall(schema) => {
+                json!({"type": "json_schema", "json_schema": {"name": "tool_call", "schema": schema}})
+            }
         }),
     );
     put("stream", Some(json!(true)));
@@ -197,6 +292,7 @@ async fn stream(inner: &Inner, path: &str, body: &Value, tx: &mpsc::UnboundedSen
     let mut finish: Option<FinishReason> = None;
     let mut usage = Usage::default();
     let mut generated_chunks = 0usize;
+    let mut calls = RemoteCalls::default();
     while let Some(ev) = events.next().await {
         let ev = match ev {
             Ok(ev) => ev,
@@ -227,6 +323,10 @@ async fn stream(inner: &Inner, path: &str, body: &Value, tx: &mpsc::UnboundedSen
                 return GenerateEvent::Error(EngineError::Internal("cancelled".into()));
             }
         }
+        if let Some(deltas) = choice["delta"]["tool_calls"].as_array() {
+            generated_chunks += 1;
+            calls.add(deltas);
+        }
         if let Some(reason) = choice["finish_reason"].as_str() {
             finish = Some(match reason {
                 "length" => FinishReason::Length,
@@ -238,6 +338,12 @@ async fn stream(inner: &Inner, path: &str, body: &Value, tx: &mpsc::UnboundedSen
             });
         }
     }
+    // Calls the server parsed itself come back as text in the `<tool_call>` form the API
+    // layer parses, so they are answered like a local model's calls.
+    let calls = calls.text();
+    if !calls.is_empty() && tx.send(GenerateEvent::Text(calls)).is_err() {
+        return GenerateEvent::Error(EngineError::Internal("cancelled".into()));
+    }
     match finish {
         Some(finish) => {
             if usage.completion_tokens == 0 {
@@ -246,6 +352,49 @@ async fn stream(inner: &Inner, path: &str, body: &Value, tx: &mpsc::UnboundedSen
             GenerateEvent::Done { finish, usage }
         }
         None => GenerateEvent::Error(EngineError::Unavailable("the remote stream ended without finishing".into())),
+    }
+}
+
+/// Tool calls streamed as OpenAI `delta.tool_calls` fragments, by index.
+#[derive(Default)]
+struct RemoteCalls {
+    /// (name, arguments so far), in index order.
+    calls: Vec<(String, String)>,
+}
+
+impl RemoteCalls {
+    fn add(&mut self, deltas: &[Value]) {
+        for (i, d) in deltas.iter().enumerate() {
+            let at = d["index"].as_u64().map_or(i, |x| x as usize);
+            if at >= 1024 {
+                continue;
+            }
+            if self.calls.len() <= at {
+                self.calls.resize_with(at + 1, Default::default);
+            }
+            let c = &mut self.calls[at];
+            if let Some(name) = d["function"]["name"].as_str() {
+                c.0.push_str(name);
+            }
+            if let Some(args) = d["function"]["arguments"].as_str() {
+                c.1.push_str(args);
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        self.calls
+            .iter()
+            .filter(|(name, _)| !name.is_empty())
+            .map(|(name, args)| {
+                let arguments = if args.trim().is_empty() {
+                    json!({})
+                } else {
+                    serde_json::from_str::<Value>(args).unwrap_or_else(|_| json!(args))
+                };
+                format!("<tool_call>{{\"name\":{},\"arguments\":{arguments}}}</tool_call>", json!(name))
+            })
+            .collect()
     }
 }
 
@@ -370,7 +519,13 @@ impl Engine for RemoteEngine {
     }
 
     fn count_tokens(&self, _prompt: &Prompt) -> Result<usize, EngineError> {
-        Err(EngineError::Unsupported("count_tokens: not available for openai-compatible models".into()))
+        Err(EngineError::Unsupported(
+            "count_tokens: an openai-compatible model counts through its server (count_tokens_async)".into(),
+        ))
+    }
+
+    fn count_tokens_async<'a>(&'a self, prompt: &'a Prompt) -> BoxFuture<'a, Result<usize, EngineError>> {
+        Box::pin(self.inner.count_tokens(prompt))
     }
 
     fn stats(&self) -> ModelStats {
@@ -505,6 +660,164 @@ mod tests {
     async fn unreachable_server() {
         let e = engine("http://127.0.0.1:9/v1");
         assert!(matches!(e.submit(chat()).unwrap().collect().await, Err(EngineError::Unavailable(_))));
+    }
+
+    /// A loopback model server answering each request with `route(path, body)`: (status, JSON).
+    /// Returns its `/v1` base URL and the paths it was asked for.
+    async fn routed(
+        route: impl Fn(&str, &Value) -> (u16, Value) + Send + Sync + 'static,
+    ) -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let route = Arc::new(route);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let (route, log) = (route.clone(), log.clone());
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut buf = vec![0u8; 65536];
+                    let (head, body) = loop {
+                        let n = sock.read(&mut buf).await.unwrap();
+                        got.extend_from_slice(&buf[..n]);
+                        let s = String::from_utf8_lossy(&got).to_string();
+                        if let Some(h) = s.find("\r\n\r\n") {
+                            let len = s[..h]
+                                .lines()
+                                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                                .unwrap_or(0);
+                            if got.len() >= h + 4 + len {
+                                break (s[..h].to_string(), s[h + 4..h + 4 + len].to_string());
+                            }
+                        }
+                        assert!(n > 0, "the client hung up");
+                    };
+                    let path = head.split_whitespace().nth(1).unwrap().to_string();
+                    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    let (status, answer) = route(&path, &body);
+                    log.lock().push((path, body));
+                    let answer = answer.to_string();
+                    let resp = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    sock.write_all(resp.as_bytes()).await.unwrap();
+                    sock.shutdown().await.unwrap();
+                });
+            }
+        });
+        (format!("http://{addr}/v1"), seen)
+    }
+
+    fn not_found() -> (u16, Value) {
+        (404, json!({"error": {"message": "File Not Found", "code": 404}}))
+    }
+
+    fn chat_prompt() -> Prompt {
+        Prompt::Chat {
+            messages: vec![ChatMessage::new("system", "be brief"), ChatMessage::new("user", "how many tokens is this")],
+            tools: vec![json!({"type": "function", "function": {"name": "f"}})],
+        }
+    }
+
+    #[tokio::test]
+    async fn count_tokens_like_llama_server() {
+        // /apply-template renders the chat; /tokenize counts its text (one token per word here).
+        let (url, seen) = routed(|path, body| match path {
+            "/apply-template" => {
+                let words: Vec<&str> = body["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
+                (200, json!({"prompt": format!("<start> {} <tools:{}> <model>", words.join(" "), body["tools"].as_array().map_or(0, Vec::len))}))
+            }
+            "/tokenize" => {
+                let n = body["content"].as_str().unwrap().split_whitespace().count();
+                (200, json!({"tokens": (0..n).collect::<Vec<_>>()}))
+            }
+            _ => not_found(),
+        })
+        .await;
+        let e = engine(&url);
+        // "<start> be brief how many tokens is this <tools:1> <model>"
+        assert_eq!(e.count_tokens_async(&chat_prompt()).await.unwrap(), 10);
+        assert_eq!(e.count_tokens_async(&Prompt::Text("one two three".into())).await.unwrap(), 3);
+        let seen = seen.lock();
+        let paths: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(paths, ["/apply-template", "/tokenize", "/tokenize"]);
+        assert_eq!(seen[0].1["tools"][0]["function"]["name"], "f");
+        assert_eq!(seen[1].1["add_special"], true);
+        assert_eq!(seen[2].1["content"], "one two three");
+    }
+
+    #[tokio::test]
+    async fn count_tokens_like_vllm() {
+        let (url, seen) = routed(|path, body| match path {
+            "/tokenize" if body.get("messages").is_some() => (200, json!({"count": 17, "max_model_len": 4096, "tokens": [1]})),
+            "/tokenize" => (200, json!({"count": 4, "max_model_len": 4096, "tokens": [1, 2, 3, 4]})),
+            _ => not_found(),
+        })
+        .await;
+        let e = engine(&url);
+        assert_eq!(e.count_tokens_async(&chat_prompt()).await.unwrap(), 17);
+        assert_eq!(e.count_tokens_async(&Prompt::Text("x".into())).await.unwrap(), 4);
+        let seen = seen.lock();
+        let vllm = &seen.iter().find(|s| s.0 == "/tokenize").unwrap().1;
+        assert_eq!(vllm["model"], "served-name");
+        assert_eq!(vllm["add_generation_prompt"], true);
+        assert_eq!(vllm["tools"][0]["function"]["name"], "f");
+        assert_eq!(seen.last().unwrap().1["prompt"], "x");
+    }
+
+    #[tokio::test]
+    async fn count_tokens_without_a_tokenizer_says_so() {
+        let (url, _) = routed(|_, _| not_found()).await;
+        let e = engine(&url);
+        for prompt in [chat_prompt(), Prompt::Text("x".into())] {
+            match e.count_tokens_async(&prompt).await {
+                Err(EngineError::Unsupported(m)) => {
+                    assert!(m.contains("count_tokens") && m.contains("/tokenize") && !m.contains("/v1"), "{m}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A server that tokenizes text but ignores chat messages must not answer 0.
+        let (url, _) = routed(|path, _| if path == "/tokenize" { (200, json!({"tokens": []})) } else { not_found() }).await;
+        match engine(&url).count_tokens_async(&chat_prompt()).await {
+            Err(EngineError::Unsupported(m)) => assert!(m.contains("chat messages"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // Other failures are the server's errors, not a count.
+        let (url, _) = routed(|_, _| (500, json!({"error": {"message": "tokenizer crashed"}}))).await;
+        match engine(&url).count_tokens_async(&Prompt::Text("x".into())).await {
+            Err(EngineError::Upstream { status: 500, message }) => assert_eq!(message, "tokenizer crashed"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn server_parsed_tool_calls_come_back_as_tool_call_text() {
+        let (url, _server) = serve(sse(&[
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"x","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"y","type":"function","function":{"name":"now","arguments":""}}]},"finish_reason":"tool_calls"}]}"#,
+            "[DONE]",
+        ]))
+        .await;
+        let c = engine(&url).submit(chat()).unwrap().collect().await.unwrap();
+        assert_eq!(
+            c.text,
+            r#"<tool_call>{"name":"get_weather","arguments":{"city":"Paris"}}</tool_call><tool_call>{"name":"now","arguments":{}}</tool_call>"#
+        );
+        assert_eq!(c.finish, FinishReason::Stop);
+    }
+
+    #[test]
+    fn forced_tool_calls_go_as_a_response_format() {
+        let mut r = chat();
+        r.sampling.grammar = Some(GrammarSpec::ToolCall(json!({"type": "object"})));
+        let (_, body) = request_body("m", &r);
+        assert_eq!(body["response_format"]["json_schema"], json!({"name": "tool_call", "schema": {"type": "object"}}));
     }
 
     #[test]

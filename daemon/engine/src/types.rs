@@ -53,6 +53,10 @@ pub enum GrammarSpec {
     JsonObject,
     /// JSON matching this JSON Schema.
     JsonSchema(serde_json::Value),
+    /// A tool call forced by `tool_choice`: JSON matching this schema (built by the API layer:
+    /// `{"name": <a tool's name>, "arguments": <its parameters>}`). Kept apart from
+    /// `JsonSchema` so errors name the tools, and so remote servers get it as a response format.
+    ToolCall(serde_json::Value),
 }
 
 /// Sampling parameters. `None` means the engine default (llama-server's: temperature 0.8,

@@ -202,8 +202,38 @@ impl SeqSampler {
 
     /// The chosen token broke the grammar: apply the grammar to the whole vocabulary and sample
     /// again among what it allows.
+    ///
+    /// The best [`GRAMMAR_WINDOW`] tokens are checked first, and the whole vocabulary only
+    /// when fewer of them pass than the sampler needs (one when greedy, else top-k). The
+    /// result is the same: an allowed token outside the window ranks below all of it.
     fn resample_with_grammar(&mut self, row: &[f32]) -> Result<i32, String> {
         let Some(g) = self.grammar.as_mut() else { return Err("no grammar".into()) };
+        let need = if self.greedy { 1 } else { self.top_k.max(1) };
+        if need <= GRAMMAR_WINDOW && row.len() > GRAMMAR_WINDOW {
+            let window = candidates(row, GRAMMAR_WINDOW, &self.overrides);
+            self.candidates.data.clear();
+            self.candidates.data.extend(window.iter().map(|&(l, i)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)));
+            self.candidates.sorted = true;
+            self.candidates.selected = None;
+            g.apply(&mut self.candidates);
+            // Still best first: the grammar only masks.
+            let allowed: Vec<(f32, usize)> = self
+                .candidates
+                .data
+                .iter()
+                .filter(|d| d.logit() != f32::NEG_INFINITY)
+                .map(|d| (d.logit(), d.id().0 as usize))
+                .collect();
+            if allowed.len() >= need {
+                if self.greedy {
+                    return Ok(allowed[0].1 as i32);
+                }
+                self.candidates.data.clear();
+                self.candidates.data.extend(allowed[..need].iter().map(|&(l, i)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)));
+                self.candidates.sorted = true;
+                return self.finish_with_tail();
+            }
+        }
         self.candidates.data.clear();
         self.candidates
             .data
@@ -232,6 +262,10 @@ impl SeqSampler {
         self.finish_with_tail()
     }
 }
+
+/// How many of the best tokens a rejected token's resampling checks against the grammar
+/// before it checks the whole vocabulary.
+const GRAMMAR_WINDOW: usize = 512;
 
 /// A token's logit after the overrides.
 fn effective(row: &[f32], overrides: &[(usize, f32)], tok: usize) -> f32 {
@@ -326,17 +360,25 @@ fn min_of(top: &[(f32, usize)]) -> (usize, f32) {
 pub(crate) fn grammar_text(spec: &GrammarSpec) -> Result<String, EngineError> {
     let schema = match spec {
         GrammarSpec::JsonObject => r#"{"type":"object"}"#.to_string(),
-        GrammarSpec::JsonSchema(v) => v.to_string(),
+        GrammarSpec::JsonSchema(v) | GrammarSpec::ToolCall(v) => v.to_string(),
     };
     llama_cpp_2::json_schema_to_grammar(&schema).map_err(|e| {
-        EngineError::InvalidRequest(format!("response_format: the JSON schema cannot be turned into a grammar ({e})"))
+        EngineError::InvalidRequest(format!("{}: the JSON schema cannot be turned into a grammar ({e})", grammar_origin(spec)))
     })
+}
+
+/// The request field a grammar comes from, for error messages.
+fn grammar_origin(spec: &GrammarSpec) -> &'static str {
+    match spec {
+        GrammarSpec::JsonObject | GrammarSpec::JsonSchema(_) => "response_format",
+        GrammarSpec::ToolCall(_) => "tools (the parameters schema of the forced tool choice)",
+    }
 }
 
 fn grammar_sampler(model: &LlamaModel, spec: &GrammarSpec) -> Result<LlamaSampler, EngineError> {
     let gbnf = grammar_text(spec)?;
     LlamaSampler::grammar(model, &gbnf, "root")
-        .map_err(|e| EngineError::InvalidRequest(format!("response_format: the grammar did not load ({e})")))
+        .map_err(|e| EngineError::InvalidRequest(format!("{}: the grammar did not load ({e})", grammar_origin(spec))))
 }
 
 #[cfg(test)]
@@ -381,5 +423,22 @@ mod tests {
         let e = grammar_text(&GrammarSpec::JsonSchema(serde_json::json!({"type": "object", "properties": 5})));
         // Whether llama.cpp accepts odd schemas is its business; it must not panic.
         let _ = e;
+    }
+
+    #[test]
+    fn tool_call_grammar_pins_the_name_and_the_arguments() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "name": {"const": "get_weather"},
+                "arguments": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+            },
+            "required": ["name", "arguments"],
+            "additionalProperties": false
+        });
+        let g = grammar_text(&GrammarSpec::ToolCall(schema)).unwrap();
+        assert!(g.contains(r#"\"get_weather\""#), "{g}");
+        assert!(g.contains(r#"\"city\""#), "{g}");
+        assert!(g.contains(r#"\"arguments\""#), "{g}");
     }
 }

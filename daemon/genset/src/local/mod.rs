@@ -13,6 +13,7 @@
 
 pub mod render;
 pub mod request;
+pub mod tools;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use serde_json::{Value, json};
 
 use crate::api::error::{ApiError, ErrorKind, ErrorSource};
 use render::{AnthropicEvents, Meta, OpenAiChunks, OpenAiObject};
+use tools::{Call, Splitter};
 
 /// The API operation a local request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -169,7 +171,7 @@ pub async fn serve(
         }
         LocalEndpoint::AnthropicCountTokens => {
             let parsed = request::anthropic_messages(body, priority, true)?;
-            let n = engine.count_tokens(&parsed.request.prompt).map_err(|e| api_error(&e, &model))?;
+            let n = engine.count_tokens_async(&parsed.request.prompt).await.map_err(|e| api_error(&e, &model))?;
             Ok(full(&json!({"input_tokens": n})))
         }
         LocalEndpoint::OpenAiChat | LocalEndpoint::OpenAiCompletions | LocalEndpoint::AnthropicMessages => {
@@ -223,25 +225,42 @@ async fn generate(
                 None => return Err(ApiError::new(ErrorKind::Internal, "the generation ended without finishing")),
             }
         };
+        let out = tools::split(&parsed.tools, &text);
         let v = match endpoint {
-            LocalEndpoint::AnthropicMessages => render::anthropic_message(&meta, &text, &finish, &usage),
-            _ if chat => render::chat_completion(&meta, &text, &finish, &usage),
+            LocalEndpoint::AnthropicMessages => {
+                let calls = with_ids(out.calls, "toolu_");
+                render::anthropic_message(&meta, &out.content, &calls, &finish, &usage)
+            }
+            _ if chat => render::chat_completion(&meta, &out.content, &with_ids(out.calls, "call_"), &finish, &usage),
             _ => render::text_completion(&meta, &text, &finish, &usage),
         };
         return Ok(full(&v));
     }
 
+    let splitter = Splitter::new(parsed.tools);
     let stream: LocalStream = if endpoint == LocalEndpoint::AnthropicMessages {
-        Box::pin(anthropic_stream(generation, AnthropicEvents { meta }, start_usage, model))
+        let events = AnthropicEvents::new(meta, !splitter.active());
+        Box::pin(anthropic_stream(generation, events, splitter, start_usage, model))
     } else {
-        Box::pin(openai_stream(generation, OpenAiChunks { meta, object, include_usage: parsed.include_usage }, model))
+        let chunks = OpenAiChunks { meta, object, include_usage: parsed.include_usage };
+        Box::pin(openai_stream(generation, chunks, splitter, model))
     };
     Ok(LocalResponse { status: 200, content_type: EVENT_STREAM, body: LocalBody::Stream(stream) })
 }
 
+/// Give parsed calls their API's ids.
+fn with_ids(mut calls: Vec<Call>, prefix: &str) -> Vec<Call> {
+    for c in &mut calls {
+        c.id = new_id(prefix);
+    }
+    calls
+}
+
+/// Text goes out as soon as the splitter releases it; calls at the end, when they are whole.
 fn openai_stream(
     mut g: Generation,
     chunks: OpenAiChunks,
+    mut splitter: Splitter,
     model: String,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     async_stream::stream! {
@@ -250,9 +269,22 @@ fn openai_stream(
         }
         loop {
             match g.next().await {
-                Some(GenerateEvent::Text(t)) => yield Ok(chunks.text(&t)),
+                Some(GenerateEvent::Text(t)) => {
+                    let t = splitter.push(&t);
+                    if !t.is_empty() {
+                        yield Ok(chunks.text(&t));
+                    }
+                }
                 Some(GenerateEvent::Done { finish, usage }) => {
-                    for b in chunks.done(&finish, &usage) {
+                    let out = std::mem::replace(&mut splitter, Splitter::new(tools::ToolMode::Off)).finish();
+                    if !out.content.is_empty() {
+                        yield Ok(chunks.text(&out.content));
+                    }
+                    let calls = with_ids(out.calls, "call_");
+                    for b in chunks.tool_calls(&calls) {
+                        yield Ok(b);
+                    }
+                    for b in chunks.done(&finish, &usage, !calls.is_empty()) {
                         yield Ok(b);
                     }
                     break;
@@ -273,7 +305,8 @@ fn openai_stream(
 
 fn anthropic_stream(
     mut g: Generation,
-    events: AnthropicEvents,
+    mut events: AnthropicEvents,
+    mut splitter: Splitter,
     start_usage: Usage,
     model: String,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
@@ -283,9 +316,18 @@ fn anthropic_stream(
         }
         loop {
             match g.next().await {
-                Some(GenerateEvent::Text(t)) => yield Ok(events.text(&t)),
+                Some(GenerateEvent::Text(t)) => {
+                    for b in events.text(&splitter.push(&t)) {
+                        yield Ok(b);
+                    }
+                }
                 Some(GenerateEvent::Done { finish, usage }) => {
-                    for b in events.done(&finish, &usage) {
+                    let out = std::mem::replace(&mut splitter, Splitter::new(tools::ToolMode::Off)).finish();
+                    let mut tail = events.text(&out.content);
+                    let calls = with_ids(out.calls, "toolu_");
+                    tail.extend(events.tool_uses(&calls));
+                    tail.extend(events.done(&finish, &usage, !calls.is_empty()));
+                    for b in tail {
                         yield Ok(b);
                     }
                     break;

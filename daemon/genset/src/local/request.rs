@@ -7,6 +7,7 @@ use genset_engine::{ChatMessage, GenerateRequest, GrammarSpec, Priority, Prompt,
 use serde_json::{Map, Value, json};
 
 use crate::api::error::ApiError;
+use crate::local::tools::{ToolMode, call_schema, tool_signature};
 
 /// A parsed generation request and how to answer it.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +16,8 @@ pub struct Parsed {
     pub stream: bool,
     /// OpenAI `stream_options.include_usage`.
     pub include_usage: bool,
+    /// Whether and how the output is parsed for tool calls.
+    pub tools: ToolMode,
 }
 
 /// A parsed embeddings request.
@@ -221,18 +224,90 @@ pub fn openai_chat(body: &Value, priority: Priority) -> Result<Parsed, ApiError>
         msg.name = m.get("name").and_then(Value::as_str).map(str::to_owned);
         messages.push(msg);
     }
-    let tool_choice_none = o.get("tool_choice").and_then(Value::as_str) == Some("none");
+    let choice = match o.get("tool_choice") {
+        None | Some(Value::Null) => Choice::Auto,
+        Some(Value::String(s)) => match s.as_str() {
+            "none" => Choice::None,
+            "auto" => Choice::Auto,
+            "required" => Choice::Any,
+            other => return Err(invalid("tool_choice", format!("{other:?} is not none, auto or required"))),
+        },
+        Some(v) => match v.get("type").and_then(Value::as_str) {
+            Some("function") => Choice::Named(
+                v.get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid("tool_choice.function.name", "required"))?
+                    .to_owned(),
+            ),
+            Some("allowed_tools") => return Err(unsupported("tool_choice", "an allowed_tools tool choice")),
+            Some("custom") => return Err(unsupported("tool_choice", "custom tools")),
+            _ => return Err(invalid("tool_choice", "must be none, auto, required or a function")),
+        },
+    };
     let tools = match o.get("tools") {
-        Some(Value::Array(t)) if !tool_choice_none => t.clone(),
+        Some(Value::Array(t)) if choice != Choice::None => {
+            for (i, tool) in t.iter().enumerate() {
+                match tool.get("type").and_then(Value::as_str) {
+                    Some("function") => {}
+                    Some("custom") => return Err(unsupported(&format!("tools[{i}].type"), "custom tools")),
+                    _ => return Err(invalid(&format!("tools[{i}].type"), "must be function")),
+                }
+                if tool_signature(tool).is_none() {
+                    return Err(invalid(&format!("tools[{i}].function.name"), "required"));
+                }
+            }
+            t.clone()
+        }
         None | Some(Value::Null) | Some(Value::Array(_)) => vec![],
         Some(_) => return Err(invalid("tools", "must be an array")),
     };
+    let mut sampling = openai_sampling(o)?;
+    let mode = tool_mode(&tools, &choice, "tool_choice", &mut sampling)?;
     let (stream, include_usage) = stream_flags(o)?;
     Ok(Parsed {
-        request: GenerateRequest { prompt: Prompt::Chat { messages, tools }, sampling: openai_sampling(o)?, priority },
+        request: GenerateRequest { prompt: Prompt::Chat { messages, tools }, sampling, priority },
         stream,
         include_usage,
+        tools: mode,
     })
+}
+
+/// A request's `tool_choice`, in either API.
+#[derive(Debug, Clone, PartialEq)]
+enum Choice {
+    None,
+    Auto,
+    /// OpenAI `required`, Anthropic `any`.
+    Any,
+    /// One named tool.
+    Named(String),
+}
+
+/// How the output relates to `tools` (OpenAI-shaped); a forced choice puts the grammar of a
+/// call into `sampling`.
+fn tool_mode(tools: &[Value], choice: &Choice, param: &str, sampling: &mut SamplingParams) -> Result<ToolMode, ApiError> {
+    let names = || tools.iter().filter_map(tool_signature).map(|(n, _)| n.to_owned()).collect::<Vec<_>>();
+    let forced: Vec<&Value> = match choice {
+        Choice::None => return Ok(ToolMode::Off),
+        Choice::Auto if tools.is_empty() => return Ok(ToolMode::Off),
+        Choice::Auto => return Ok(ToolMode::Auto { names: names() }),
+        Choice::Any if tools.is_empty() => return Err(invalid(param, "a tool call is required but no tools are given")),
+        Choice::Any => tools.iter().collect(),
+        Choice::Named(name) => {
+            let t: Vec<&Value> = tools.iter().filter(|t| tool_signature(t).is_some_and(|(n, _)| n == name)).collect();
+            if t.is_empty() {
+                return Err(invalid(param, format!("no tool named {name:?} is given")));
+            }
+            t
+        }
+    };
+    if sampling.grammar.is_some() {
+        return Err(unsupported("response_format", "a response format together with a forced tool choice"));
+    }
+    let names = forced.iter().filter_map(|t| tool_signature(t)).map(|(n, _)| n.to_owned()).collect();
+    sampling.grammar = Some(GrammarSpec::ToolCall(call_schema(&forced)));
+    Ok(ToolMode::Forced { names })
 }
 
 /// `POST /v1/completions` (legacy).
@@ -262,7 +337,12 @@ pub fn openai_completion(body: &Value, priority: Priority) -> Result<Parsed, Api
         sampling.max_tokens = Some(16);
     }
     let (stream, include_usage) = stream_flags(o)?;
-    Ok(Parsed { request: GenerateRequest { prompt: Prompt::Text(prompt), sampling, priority }, stream, include_usage })
+    Ok(Parsed {
+        request: GenerateRequest { prompt: Prompt::Text(prompt), sampling, priority },
+        stream,
+        include_usage,
+        tools: ToolMode::Off,
+    })
 }
 
 /// `POST /v1/embeddings`.
@@ -390,25 +470,42 @@ pub fn anthropic_messages(body: &Value, priority: Priority, count_only: bool) ->
             _ => return Err(invalid(&format!("{at}.content"), "must be a string or an array of content blocks")),
         }
     }
-    let tool_choice_none = o.get("tool_choice").and_then(|t| t.get("type")).and_then(Value::as_str) == Some("none");
-    let tools = match o.get("tools") {
-        Some(Value::Array(t)) if !tool_choice_none => t
+    let choice = match o.get("tool_choice") {
+        None | Some(Value::Null) => Choice::Auto,
+        Some(tc) => match tc.get("type").and_then(Value::as_str) {
+            Some("none") => Choice::None,
+            Some("auto") => Choice::Auto,
+            Some("any") => Choice::Any,
+            Some("tool") => Choice::Named(
+                tc.get("name").and_then(Value::as_str).ok_or_else(|| invalid("tool_choice.name", "required"))?.to_owned(),
+            ),
+            _ => return Err(invalid("tool_choice.type", "must be auto, any, tool or none")),
+        },
+    };
+    let tools: Vec<Value> = match o.get("tools") {
+        Some(Value::Array(t)) if choice != Choice::None => t
             .iter()
-            .map(|t| {
-                json!({
+            .enumerate()
+            .map(|(i, t)| {
+                match t.get("type").and_then(Value::as_str) {
+                    None | Some("custom") => {}
+                    Some(other) => return Err(unsupported(&format!("tools[{i}].type"), &format!("the server tool {other:?}"))),
+                }
+                let name = t.get("name").and_then(Value::as_str).ok_or_else(|| invalid(&format!("tools[{i}].name"), "required"))?;
+                Ok(json!({
                     "type": "function",
                     "function": {
-                        "name": t.get("name").cloned().unwrap_or(Value::Null),
+                        "name": name,
                         "description": t.get("description").cloned().unwrap_or(Value::Null),
                         "parameters": t.get("input_schema").cloned().unwrap_or_else(|| json!({"type": "object"})),
                     }
-                })
+                }))
             })
-            .collect(),
+            .collect::<Result<_, ApiError>>()?,
         None | Some(Value::Null) | Some(Value::Array(_)) => vec![],
         Some(_) => return Err(invalid("tools", "must be an array")),
     };
-    let sampling = SamplingParams {
+    let mut sampling = SamplingParams {
         temperature: range("temperature", opt_f32(o, "temperature")?, 0.0, 1.0)?,
         top_p: range("top_p", opt_f32(o, "top_p")?, 0.0, 1.0)?,
         top_k: opt_u32(o, "top_k")?.map(|k| k as i32),
@@ -416,11 +513,13 @@ pub fn anthropic_messages(body: &Value, priority: Priority, count_only: bool) ->
         max_tokens,
         ..SamplingParams::default()
     };
+    let mode = tool_mode(&tools, &choice, "tool_choice", &mut sampling)?;
     let stream = opt_bool(o, "stream")?;
     Ok(Parsed {
         request: GenerateRequest { prompt: Prompt::Chat { messages, tools }, sampling, priority },
         stream,
         include_usage: true,
+        tools: mode,
     })
 }
 
@@ -502,6 +601,77 @@ mod tests {
             .unwrap();
         let Prompt::Chat { tools, .. } = &p.request.prompt else { unreachable!() };
         assert!(tools.is_empty());
+    }
+
+    #[test]
+    fn tool_choices() {
+        let weather = json!({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}});
+        let now = json!({"type": "function", "function": {"name": "now"}});
+        let body = |choice: Value| {
+            let mut b = json!({"messages": [{"role": "user", "content": "x"}], "tools": [weather, now]});
+            if !choice.is_null() {
+                b["tool_choice"] = choice;
+            }
+            b
+        };
+        let names = || vec!["get_weather".to_string(), "now".to_string()];
+        // (tool_choice, expected mode); a forced mode carries the grammar of a call.
+        let cases = [
+            (Value::Null, ToolMode::Auto { names: names() }),
+            (json!("auto"), ToolMode::Auto { names: names() }),
+            (json!("none"), ToolMode::Off),
+            (json!("required"), ToolMode::Forced { names: names() }),
+            (json!({"type": "function", "function": {"name": "now"}}), ToolMode::Forced { names: vec!["now".into()] }),
+        ];
+        for (choice, want) in cases {
+            let p = chat(body(choice.clone())).unwrap();
+            assert_eq!(p.tools, want, "{choice}");
+            match (&p.tools, &p.request.sampling.grammar) {
+                (ToolMode::Forced { names }, Some(GrammarSpec::ToolCall(schema))) if names.len() == 1 => {
+                    assert_eq!(schema["properties"]["name"]["const"], "now");
+                }
+                (ToolMode::Forced { .. }, Some(GrammarSpec::ToolCall(schema))) => assert_eq!(schema["anyOf"].as_array().unwrap().len(), 2),
+                (ToolMode::Forced { .. }, other) => panic!("forced without a tool grammar: {other:?}"),
+                (_, g) => assert!(g.is_none(), "{choice}"),
+            }
+        }
+        // No tools: no tool mode.
+        assert_eq!(chat(json!({"messages": [{"role": "user", "content": "x"}]})).unwrap().tools, ToolMode::Off);
+
+        let a = |choice: Value| {
+            anthropic_messages(
+                &json!({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tool_choice": choice,
+                        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}, {"name": "now", "input_schema": {"type": "object"}}]}),
+                Priority::Live,
+                false,
+            )
+        };
+        assert_eq!(a(json!({"type": "auto"})).unwrap().tools, ToolMode::Auto { names: names() });
+        assert_eq!(a(json!({"type": "any"})).unwrap().tools, ToolMode::Forced { names: names() });
+        assert_eq!(a(json!({"type": "tool", "name": "now"})).unwrap().tools, ToolMode::Forced { names: vec!["now".into()] });
+        assert_eq!(a(json!({"type": "none"})).unwrap().tools, ToolMode::Off);
+
+        // Refusals name what is wrong or unsupported.
+        let refused = |r: Result<Parsed, ApiError>, needle: &str| {
+            let e = r.unwrap_err();
+            assert!(e.message.contains(needle), "{} does not mention {needle}", e.message);
+        };
+        refused(chat(body(json!({"type": "function", "function": {"name": "nope"}}))), "no tool named \"nope\"");
+        refused(a(json!({"type": "tool", "name": "nope"})), "no tool named \"nope\"");
+        refused(chat(json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"})), "no tools");
+        refused(chat(body(json!("sometimes"))), "tool_choice");
+        let mut b = body(json!("required"));
+        b["response_format"] = json!({"type": "json_object"});
+        refused(chat(b), "forced tool choice");
+        refused(chat(json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "custom", "custom": {"name": "x"}}]})), "custom tools");
+        refused(
+            anthropic_messages(
+                &json!({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+                Priority::Live,
+                false,
+            ),
+            "server tool \"web_search_20250305\"",
+        );
     }
 
     #[test]

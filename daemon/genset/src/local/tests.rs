@@ -305,3 +305,131 @@ fn paths_names_and_labels() {
     assert_eq!(served_by(fake.as_ref()), "local:tiny");
     assert_eq!(finish_label(&FinishReason::Length), "length");
 }
+
+fn scripted(texts: &[&str]) -> Result<Vec<GenerateEvent>, EngineError> {
+    let mut evs = vec![GenerateEvent::Started { prompt_tokens: 12, cached_tokens: 2 }];
+    evs.extend(texts.iter().map(|t| GenerateEvent::Text((*t).to_owned())));
+    evs.push(GenerateEvent::Done { finish: FinishReason::Stop, usage: usage() });
+    Ok(evs)
+}
+
+const CALL: [&str; 3] = ["{\"name\": \"get_weather\", ", "\"arguments\": {\"city\": ", "\"Paris\"}}"];
+
+fn weather_tool_openai() -> Value {
+    json!({"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})
+}
+
+fn tool_chat(stream: bool, choice: Value) -> Value {
+    let mut b = chat_body(stream);
+    b["tools"] = json!([weather_tool_openai()]);
+    b["tool_choice"] = choice;
+    b
+}
+
+fn tool_messages(stream: bool, choice: Value) -> Value {
+    let mut b = anthropic_body(stream);
+    b["tools"] = json!([{"name": "get_weather", "description": "weather", "input_schema": weather_tool_openai()["function"]["parameters"]}]);
+    b["tool_choice"] = choice;
+    b
+}
+
+#[tokio::test]
+async fn openai_tool_calls_full_and_stream() {
+    let fake = Fake::new(vec![scripted(&CALL), scripted(&CALL), scripted(&["Sunny", " today."])]);
+    let v = full_json(run(fake.clone(), LocalEndpoint::OpenAiChat, tool_chat(false, json!("required"))).await.unwrap());
+    let m = &v["choices"][0]["message"];
+    assert!(m["content"].is_null(), "{v}");
+    let call = &m["tool_calls"][0];
+    assert!(call["id"].as_str().unwrap().starts_with("call_"));
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "get_weather");
+    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"city": "Paris"}));
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    // The forced choice reached the engine as a grammar for a call of that tool.
+    match &fake.seen.lock()[0].sampling.grammar {
+        Some(genset_engine::GrammarSpec::ToolCall(schema)) => assert_eq!(schema["properties"]["name"]["const"], "get_weather"),
+        other => panic!("{other:?}"),
+    }
+
+    let evs = sse(run(fake.clone(), LocalEndpoint::OpenAiChat, tool_chat(true, json!("auto"))).await.unwrap()).await;
+    let chunks: Vec<Value> = evs.iter().filter(|e| e.1 != "[DONE]").map(|e| serde_json::from_str(&e.1).unwrap()).collect();
+    // No text leaks as content before the call is known.
+    assert!(chunks.iter().all(|c| c["choices"][0]["delta"]["content"].as_str().unwrap_or("").is_empty()), "{evs:?}");
+    let deltas: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"][0]["delta"].get("tool_calls")).collect();
+    assert_eq!(deltas[0][0]["function"]["name"], "get_weather");
+    assert!(deltas[0][0]["id"].as_str().unwrap().starts_with("call_"));
+    let args: String = deltas.iter().filter_map(|d| d[0]["function"]["arguments"].as_str()).collect();
+    assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"city": "Paris"}));
+    let fin: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["finish_reason"]).filter(|f| !f.is_null()).collect();
+    assert_eq!(fin, [&json!("tool_calls")]);
+    assert!(fake.seen.lock()[1].sampling.grammar.is_none(), "auto needs no grammar");
+
+    // Plain text with tools offered streams as text, as it comes.
+    let evs = sse(run(fake, LocalEndpoint::OpenAiChat, tool_chat(true, json!("auto"))).await.unwrap()).await;
+    let contents: Vec<String> = evs
+        .iter()
+        .filter(|e| e.1 != "[DONE]")
+        .filter_map(|e| serde_json::from_str::<Value>(&e.1).unwrap()["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(contents, ["Sunny", " today."]);
+    assert!(evs.iter().any(|e| e.1.contains("\"finish_reason\":\"stop\"")));
+}
+
+#[tokio::test]
+async fn anthropic_tool_use_full_and_stream() {
+    let fake = Fake::new(vec![
+        scripted(&CALL),
+        scripted(&["Let me check.\n<tool_call>", CALL[0], CALL[1], CALL[2], "</tool_call>"]),
+        scripted(&["Hi"]),
+    ]);
+    let v = full_json(run(fake.clone(), LocalEndpoint::AnthropicMessages, tool_messages(false, json!({"type": "tool", "name": "get_weather"}))).await.unwrap());
+    assert_eq!(v["stop_reason"], "tool_use");
+    assert_eq!(v["content"].as_array().unwrap().len(), 1, "{v}");
+    let block = &v["content"][0];
+    assert_eq!(block["type"], "tool_use");
+    assert!(block["id"].as_str().unwrap().starts_with("toolu_"));
+    assert_eq!(block["name"], "get_weather");
+    assert_eq!(block["input"], json!({"city": "Paris"}));
+    assert!(matches!(fake.seen.lock()[0].sampling.grammar, Some(genset_engine::GrammarSpec::ToolCall(_))));
+
+    // Streaming, auto: the text before the tag streams, then the call as a tool_use block.
+    let evs = sse(run(fake.clone(), LocalEndpoint::AnthropicMessages, tool_messages(true, json!({"type": "auto"}))).await.unwrap()).await;
+    let v: Vec<Value> = evs.iter().map(|e| serde_json::from_str(&e.1).unwrap()).collect();
+    let kinds: Vec<&str> = v.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["message_start", "ping", "content_block_start", "content_block_delta", "content_block_stop",
+         "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
+    );
+    assert_eq!(v[3]["delta"], json!({"type": "text_delta", "text": "Let me check.\n"}));
+    assert_eq!(v[5]["index"], 1);
+    assert_eq!(v[5]["content_block"]["type"], "tool_use");
+    assert_eq!(v[5]["content_block"]["name"], "get_weather");
+    let input: Value = serde_json::from_str(v[6]["delta"]["partial_json"].as_str().unwrap()).unwrap();
+    assert_eq!(input, json!({"city": "Paris"}));
+    assert_eq!(v[8]["delta"]["stop_reason"], "tool_use");
+
+    // Text only, tools offered: one text block, end_turn.
+    let evs = sse(run(fake, LocalEndpoint::AnthropicMessages, tool_messages(true, json!({"type": "auto"}))).await.unwrap()).await;
+    let v: Vec<Value> = evs.iter().map(|e| serde_json::from_str(&e.1).unwrap()).collect();
+    assert_eq!(v.iter().filter(|e| e["type"] == "content_block_start").count(), 1);
+    assert!(v.iter().any(|e| e["delta"]["text"] == "Hi"));
+    assert!(v.iter().any(|e| e["delta"]["stop_reason"] == "end_turn"));
+}
+
+#[tokio::test]
+async fn a_forced_call_cut_short_is_not_passed_off_as_a_call() {
+    let cut = Ok(vec![
+        GenerateEvent::Started { prompt_tokens: 12, cached_tokens: 0 },
+        GenerateEvent::Text(CALL[0].into()),
+        GenerateEvent::Done { finish: FinishReason::Length, usage: usage() },
+    ]);
+    let fake = Fake::new(vec![cut]);
+    let v = full_json(run(fake, LocalEndpoint::OpenAiChat, tool_chat(false, json!("required"))).await.unwrap());
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert!(v["choices"][0]["message"].get("tool_calls").is_none());
+    assert_eq!(v["choices"][0]["message"]["content"], CALL[0]);
+}
