@@ -84,8 +84,9 @@ pub struct Breaker {
     /// Consecutive openings without a stable recovery; grows the open time.
     openings: u32,
     consecutive_cutoffs: u32,
-    /// (ts, failed) over `window`.
-    window: VecDeque<(i64, bool)>,
+    /// Outcomes over `window`, counted in time buckets (bounded memory and O(1) per outcome
+    /// at any request rate: this runs on every request).
+    window: Window,
     failover: bool,
     last_flip_ms: Option<i64>,
     closed_since_ms: Option<i64>,
@@ -104,7 +105,7 @@ impl Breaker {
             half_open_successes: 0,
             openings: 0,
             consecutive_cutoffs: 0,
-            window: VecDeque::new(),
+            window: Window::default(),
             failover: false,
             last_flip_ms: None,
             closed_since_ms: None,
@@ -192,8 +193,8 @@ impl Breaker {
         }
         match self.state {
             State::Closed => {
-                self.window.push_back((now, failed));
-                self.trim_window(now);
+                let horizon = ms(self.cfg.window);
+                self.window.push(now, failed, horizon);
                 if let Outcome::CutOff(_) = outcome {
                     self.consecutive_cutoffs += 1;
                 } else if !failed {
@@ -202,8 +203,7 @@ impl Breaker {
                 let cause = if self.consecutive_cutoffs >= self.cfg.consecutive_cutoffs {
                     Some(format!("{} cut-off failures in a row, the last: {}", self.consecutive_cutoffs, outcome.cause()))
                 } else {
-                    let n = self.window.len() as u32;
-                    let bad = self.window.iter().filter(|(_, f)| *f).count() as u32;
+                    let (n, bad) = (self.window.total, self.window.bad);
                     (n >= self.cfg.min_volume && f64::from(bad) / f64::from(n) >= self.cfg.failure_rate).then(|| {
                         format!("{bad} of the last {n} outcomes failed (threshold {:.0}%), the last: {}", self.cfg.failure_rate * 100.0, outcome.cause())
                     })
@@ -307,11 +307,45 @@ impl Breaker {
         0.8 + 0.4 * ((x >> 11) as f64 / (1u64 << 53) as f64)
     }
 
-    fn trim_window(&mut self, now: i64) {
-        let horizon = now - ms(self.cfg.window);
-        while self.window.front().is_some_and(|(t, _)| *t < horizon) {
-            self.window.pop_front();
+}
+
+/// Outcome counts over a sliding time window, in buckets of 1/100 of the window (at least
+/// 1 ms): an outcome is forgotten between `window` and `window` + one bucket after it
+/// happened.
+#[derive(Debug, Default, Clone)]
+struct Window {
+    /// (bucket start ms, outcomes, failures), oldest first.
+    buckets: VecDeque<(i64, u32, u32)>,
+    total: u32,
+    bad: u32,
+}
+
+impl Window {
+    fn push(&mut self, now: i64, failed: bool, window_ms: i64) {
+        let width = (window_ms / 100).max(1);
+        let start = now - now.rem_euclid(width);
+        match self.buckets.back_mut() {
+            Some(b) if b.0 == start => {
+                b.1 += 1;
+                b.2 += u32::from(failed);
+            }
+            _ => self.buckets.push_back((start, 1, u32::from(failed))),
         }
+        self.total += 1;
+        self.bad += u32::from(failed);
+        let horizon = now - window_ms;
+        while let Some(&(start, n, bad)) = self.buckets.front() {
+            if start + width > horizon {
+                break;
+            }
+            self.buckets.pop_front();
+            self.total -= n;
+            self.bad -= bad;
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Window::default();
     }
 }
 
@@ -328,6 +362,25 @@ mod tests {
     }
     fn blip() -> Outcome {
         Outcome::Transient { cause: "upstream error 503".into(), retry_after: None }
+    }
+
+    #[test]
+    fn the_window_counts_in_bounded_buckets_and_forgets_old_outcomes() {
+        let mut w = Window::default();
+        // 60 s window: 600 ms buckets. A million outcomes in one bucket take one entry.
+        for i in 0..1_000_000u32 {
+            w.push(1_000, i % 10 == 0, 60_000);
+        }
+        assert_eq!((w.total, w.bad, w.buckets.len()), (1_000_000, 100_000, 1));
+        // One outcome per second for two minutes: at most ~101 buckets, only the last minute counted.
+        let mut w = Window::default();
+        for s in 0..120i64 {
+            w.push(s * 1_000, s >= 100, 60_000);
+        }
+        assert!(w.buckets.len() <= 101, "{} buckets", w.buckets.len());
+        assert_eq!(w.total, 61, "outcomes from t=59 s..=119 s (a window includes its edge)");
+        assert_eq!(w.bad, 20);
+        assert_eq!(w.buckets.iter().map(|b| b.1).sum::<u32>(), w.total);
     }
 
     #[test]
