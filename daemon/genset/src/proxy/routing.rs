@@ -25,6 +25,8 @@ pub struct Upstream {
     pub tag: Arc<str>,
     /// The URL that inbound `/v1/...` paths are appended to, without `/v1`.
     api_root: String,
+    /// The parsed URL of each inbound route's path here (URL parsing is measurable per request).
+    urls: Vec<(&'static str, reqwest::Url)>,
     /// Its breaker and failover state (kept across reloads by the controller).
     pub health: Arc<Health>,
 }
@@ -37,7 +39,11 @@ impl Upstream {
         // base URL has none. Either way inbound "/v1/x" maps to "<root>/v1/x".
         let api_root = config.base_url.strip_suffix("/v1").unwrap_or(&config.base_url).to_string();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        Ok(Upstream { tag: Arc::from(format!("cloud:{}", config.name)), config, id, api_root, health })
+        let urls = crate::proxy::ENDPOINTS
+            .iter()
+            .filter_map(|(_, ep)| reqwest::Url::parse(&format!("{api_root}{}", ep.path)).ok().map(|u| (ep.path, u)))
+            .collect();
+        Ok(Upstream { tag: Arc::from(format!("cloud:{}", config.name)), config, id, api_root, urls, health })
     }
 
     /// This thread's client (connection pool) for this upstream.
@@ -56,6 +62,27 @@ impl Upstream {
             map.insert(self.id, client.clone());
             client
         })
+    }
+
+    /// The upstream URL for an inbound path and query, parsed once per path.
+    pub fn url(&self, path: &str, query: Option<&str>) -> Option<reqwest::Url> {
+        match self.urls.iter().find(|(p, _)| *p == path) {
+            Some((_, u)) => {
+                let mut u = u.clone();
+                if query.is_some() {
+                    u.set_query(query);
+                }
+                Some(u)
+            }
+            None => {
+                let mut s = self.url_for(path);
+                if let Some(q) = query {
+                    s.push('?');
+                    s.push_str(q);
+                }
+                reqwest::Url::parse(&s).ok()
+            }
+        }
     }
 
     /// The upstream URL for an inbound path such as `/v1/chat/completions`.
