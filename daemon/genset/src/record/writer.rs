@@ -26,20 +26,24 @@ pub struct Writer {
 
 impl Writer {
     /// Run until the queue is closed and empty.
+    ///
+    /// The writer is woken once per batch, not once per exchange: after the first exchange of
+    /// a batch it sleeps until the flush deadline (unless a whole batch is already waiting)
+    /// and then takes what has queued up. While it sleeps it is not registered on the
+    /// channel, so the request path's `try_send` wakes no thread.
     pub async fn run(self, mut rx: mpsc::Receiver<Exchange>) {
         let mut buf: Vec<Exchange> = Vec::with_capacity(self.batch);
         loop {
             let Some(first) = rx.recv().await else { break };
             buf.push(first);
-            let deadline = tokio::time::Instant::now() + self.flush_interval;
+            if rx.len() + 1 < self.batch && !rx.is_closed() {
+                // At shutdown (every sender gone) this wait happens at most once more.
+                tokio::time::sleep(self.flush_interval).await;
+            }
             while buf.len() < self.batch {
                 match rx.try_recv() {
                     Ok(ex) => buf.push(ex),
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                    Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(ex)) => buf.push(ex),
-                        Ok(None) | Err(_) => break,
-                    },
+                    Err(_) => break,
                 }
             }
             self.metrics.recorder_queue_depth.set(rx.len() as i64);
