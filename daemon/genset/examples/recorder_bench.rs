@@ -57,7 +57,7 @@ async fn main() {
     }
     let stats = recorder.stats.clone();
     drop(recorder);
-    let writer = Writer { store: store.clone(), redact, batch: 1024, flush_interval: Duration::from_millis(100), metrics, stats: stats.clone() };
+    let writer = Writer { store: store.clone(), redact, batch: 1024, flush_interval: Duration::from_millis(100), metrics, stats: stats.clone(), hurry: Default::default() };
     let t = Instant::now();
     writer.run(rx).await;
     let secs = t.elapsed().as_secs_f64();

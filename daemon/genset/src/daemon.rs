@@ -100,6 +100,7 @@ pub async fn start_with(cfg: Config, ext: Extensions) -> anyhow::Result<Running>
     let admin_token = ensure_admin_token(&cfg.admin.token_file)?;
 
     let (recorder, rx) = Recorder::channel(cfg.recording.queue, cfg.recording.max_body, metrics.clone());
+    let background = CancellationToken::new();
     let writer = Writer {
         store: store.clone(),
         redact: cfg.recording.redact,
@@ -107,10 +108,11 @@ pub async fn start_with(cfg: Config, ext: Extensions) -> anyhow::Result<Running>
         flush_interval: cfg.recording.flush_interval,
         metrics: metrics.clone(),
         stats: recorder.stats.clone(),
+        // Cancelled at shutdown: from then on the writer drains without waiting out flushes.
+        hurry: background.clone(),
     };
     let writer = tokio::spawn(writer.run(rx));
 
-    let background = CancellationToken::new();
     tokio::spawn(crate::record::retention::run(
         store.clone(),
         cfg.recording.retention,

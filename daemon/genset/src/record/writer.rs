@@ -22,6 +22,8 @@ pub struct Writer {
     pub flush_interval: Duration,
     pub metrics: Arc<Metrics>,
     pub stats: Arc<RecorderStats>,
+    /// Once cancelled (shutdown), batches are written without waiting for the flush interval.
+    pub hurry: tokio_util::sync::CancellationToken,
 }
 
 impl Writer {
@@ -36,9 +38,11 @@ impl Writer {
         loop {
             let Some(first) = rx.recv().await else { break };
             buf.push(first);
-            if rx.len() + 1 < self.batch && !rx.is_closed() {
-                // At shutdown (every sender gone) this wait happens at most once more.
-                tokio::time::sleep(self.flush_interval).await;
+            if rx.len() + 1 < self.batch && !self.hurry.is_cancelled() {
+                tokio::select! {
+                    () = tokio::time::sleep(self.flush_interval) => {}
+                    () = self.hurry.cancelled() => {}
+                }
             }
             while buf.len() < self.batch {
                 match rx.try_recv() {
