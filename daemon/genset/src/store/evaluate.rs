@@ -226,7 +226,7 @@ impl Store {
             for e in REPLAYABLE {
                 list.push_bind(e);
             }
-            q.push(") ORDER BY id DESC LIMIT ").push_bind(limit);
+            q.push(") ORDER BY ts_ms DESC, id DESC LIMIT ").push_bind(limit);
             Ok(q.build_query_as::<ReplayCandidate>().fetch_all(p).await?)
         })
     }

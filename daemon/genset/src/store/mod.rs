@@ -122,7 +122,7 @@ pub struct TrafficFilter {
     pub status: Option<i64>,
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
-    /// Keyset pagination: only rows with a smaller id.
+    /// Keyset pagination: only rows older than this exchange (by time, then id).
     pub before: Option<i64>,
     pub limit: i64,
 }
@@ -314,9 +314,18 @@ impl Store {
                 q.push(" AND ts_ms < ").push_bind(t);
             }
             if let Some(b) = f.before {
-                q.push(" AND id < ").push_bind(b);
+                // The cursor is an exchange id; the order is (time, id), as on the console, so
+                // every filter has its `(column, ts_ms, id)` index. A cursor row removed by
+                // retention meanwhile continues below its id.
+                q.push(" AND (ts_ms, id) < (COALESCE((SELECT c.ts_ms FROM exchanges c WHERE c.id = ")
+                    .push_bind(b)
+                    .push("), ")
+                    .push_bind(i64::MAX)
+                    .push("), ")
+                    .push_bind(b)
+                    .push(")");
             }
-            q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
+            q.push(" ORDER BY ts_ms DESC, id DESC LIMIT ").push_bind(f.limit);
             Ok(q.build_query_as::<ExchangeRecord>().fetch_all(p).await?)
         })
     }
