@@ -14,7 +14,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
-use llama_cpp_2::{LogOptions, send_logs_to_tracing};
+use llama_cpp_2::{LlamaStateSeqFlags, LogOptions, SeqState, send_logs_to_tracing};
 use parking_lot::Mutex;
 
 use crate::sched::{self, Backend, BatchItem, JobSpec, SchedConfig, Token};
@@ -98,6 +98,7 @@ impl LlamaEngine {
             context,
             max_queue: cfg.max_queue as usize,
             max_wait: cfg.max_wait,
+            burst: sched::Burst::DEFAULT,
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
         let thread_model = model.clone();
@@ -375,6 +376,7 @@ impl<'m> LlamaRunner<'m> {
 
 impl Backend for LlamaRunner<'_> {
     type Sampler = SeqSampler;
+    type Saved = SeqState;
 
     fn truncate(&mut self, slot: usize, keep: usize) -> bool {
         self.ctx.kv_cache_seq_rm(slot as i32, Some(keep as u32), None).is_ok()
@@ -382,6 +384,26 @@ impl Backend for LlamaRunner<'_> {
 
     fn clear(&mut self, slot: usize) {
         let _ = self.ctx.clear_kv_cache_seq(Some(slot as u32), None, None);
+    }
+
+    fn save(&mut self, slot: usize) -> Option<SeqState> {
+        match self.ctx.state_seq_get(slot as i32, LlamaStateSeqFlags::empty()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(slot, error = %e, "cannot copy an idle slot's KV to host memory; it stays in the KV cache");
+                None
+            }
+        }
+    }
+
+    fn restore(&mut self, slot: usize, saved: &SeqState) -> bool {
+        match self.ctx.state_seq_set(saved, slot as i32) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(slot, error = %e, "cannot restore a saved slot; its prompt is computed again");
+                false
+            }
+        }
     }
 
     fn decode(&mut self, batch: &[BatchItem]) -> Result<(), String> {

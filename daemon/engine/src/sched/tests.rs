@@ -32,6 +32,12 @@ impl Gate {
 struct Log {
     batches: Arc<Mutex<Vec<Vec<BatchItem>>>>,
     truncates: Arc<Mutex<Vec<(usize, usize)>>>,
+    /// Slots copied to host memory, in order.
+    saves: Arc<Mutex<Vec<usize>>>,
+    /// (slot, tokens) brought back.
+    restores: Arc<Mutex<Vec<(usize, usize)>>>,
+    /// The fake KV cache: each slot's tokens by position.
+    kv: Arc<Mutex<HashMap<usize, Vec<Token>>>>,
 }
 
 struct Fake {
@@ -42,6 +48,8 @@ struct Fake {
     /// Tokens (by position in the batch) that make `decode` panic.
     panic_on: Option<Token>,
     fail_on: Option<Token>,
+    /// Whether `save` works (a backend may not be able to copy a sequence out).
+    can_save: bool,
 }
 
 /// Emits `script`, then counts up from its last token; `EOG` ends the turn.
@@ -61,12 +69,30 @@ impl FakeSampler {
 
 impl Backend for Fake {
     type Sampler = FakeSampler;
+    type Saved = Vec<Token>;
 
     fn truncate(&mut self, slot: usize, keep: usize) -> bool {
         self.log.truncates.lock().push((slot, keep));
+        self.log.kv.lock().entry(slot).or_default().truncate(keep);
         true
     }
-    fn clear(&mut self, _slot: usize) {}
+    fn clear(&mut self, slot: usize) {
+        self.log.kv.lock().remove(&slot);
+    }
+    fn save(&mut self, slot: usize) -> Option<Vec<Token>> {
+        if !self.can_save {
+            return None;
+        }
+        self.log.saves.lock().push(slot);
+        Some(self.log.kv.lock().get(&slot).cloned().unwrap_or_default())
+    }
+    fn restore(&mut self, slot: usize, saved: &Vec<Token>) -> bool {
+        let mut kv = self.log.kv.lock();
+        assert!(kv.get(&slot).is_none_or(Vec::is_empty), "restore into a non-empty sequence");
+        kv.insert(slot, saved.clone());
+        self.log.restores.lock().push((slot, saved.len()));
+        true
+    }
     fn decode(&mut self, batch: &[BatchItem]) -> Result<(), String> {
         self.gate.wait();
         if batch.iter().any(|b| Some(b.token) == self.panic_on) {
@@ -75,6 +101,14 @@ impl Backend for Fake {
         if batch.iter().any(|b| Some(b.token) == self.fail_on) {
             return Err("fake decode failure".into());
         }
+        // The scheduler's mirror of the KV cache must match it: every token goes at the end.
+        let mut kv = self.log.kv.lock();
+        for b in batch {
+            let seq = kv.entry(b.slot).or_default();
+            assert_eq!(b.pos as usize, seq.len(), "token {b:?} is not at the end of slot {}'s sequence", b.slot);
+            seq.push(b.token);
+        }
+        drop(kv);
         self.log.batches.lock().push(batch.to_vec());
         if !self.step_delay.is_zero() {
             std::thread::sleep(self.step_delay);
@@ -121,7 +155,14 @@ impl Drop for Harness {
 }
 
 fn cfg(slots: usize) -> SchedConfig {
-    SchedConfig { slots, n_batch: 64, context: 256, max_queue: 16, max_wait: Duration::from_secs(30) }
+    SchedConfig {
+        slots,
+        n_batch: 64,
+        context: 256,
+        max_queue: 16,
+        max_wait: Duration::from_secs(30),
+        burst: Burst::OFF,
+    }
 }
 
 fn start(cfg: SchedConfig, tweak: impl FnOnce(&mut Fake)) -> Harness {
@@ -134,6 +175,7 @@ fn start(cfg: SchedConfig, tweak: impl FnOnce(&mut Fake)) -> Harness {
         pieces: HashMap::new(),
         panic_on: None,
         fail_on: None,
+        can_save: true,
     };
     tweak(&mut fake);
     let (handle, runner) = new::<FakeSampler>(cfg);
@@ -391,6 +433,105 @@ async fn prefix_choice_picks_the_matching_slot() {
     assert_eq!(started(&mut g2).await, (31, 30));
     g.collect().await.unwrap();
     g2.collect().await.unwrap();
+}
+
+/// A: a long prompt that completes; B: another prompt that runs while A's slot is idle.
+fn a_prompt() -> Vec<Token> {
+    (1..=40).collect()
+}
+
+#[tokio::test]
+async fn idle_slots_leave_the_kv_cache_and_come_back_on_a_prefix_hit() {
+    let h = start(cfg(2), |f| f.step_delay = Duration::from_millis(1));
+    h.handle.submit(job(a_prompt(), 3, FakeSampler::counting())).unwrap().collect().await.unwrap();
+    // Nothing else runs: A's tokens stay in the KV cache.
+    assert!(h.log.saves.lock().is_empty());
+    assert_eq!(h.log.kv.lock().get(&0).map(Vec::len), Some(42));
+    // B runs in the other slot: A's slot leaves the KV cache while it does.
+    let mut b = h.handle.submit(job((101..=110).collect(), 50, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut b).await, (10, 0));
+    wait_until(|| h.log.saves.lock().contains(&0)).await;
+    assert!(h.log.kv.lock().get(&0).is_none_or(Vec::is_empty));
+    wait_until(|| h.handle.snapshot().used_slots == 2).await;
+    // A follow-up of A finds its prefix in the saved copy and gets it back.
+    let mut a2 = a_prompt();
+    a2.extend([500, 501]);
+    let mut g = h.handle.submit(job(a2, 2, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut g).await, (42, 40));
+    g.collect().await.unwrap();
+    assert_eq!(h.log.restores.lock().as_slice(), &[(0, 42)]);
+    assert!(h.log.truncates.lock().contains(&(0, 40)));
+    b.collect().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_saved_slot_with_a_tiny_shared_prefix_is_not_restored() {
+    let mut c = cfg(2);
+    c.context = 1024;
+    let h = start(c, |f| f.step_delay = Duration::from_millis(1));
+    let long: Vec<Token> = (1..=600).collect();
+    h.handle.submit(job(long, 1, FakeSampler::counting())).unwrap().collect().await.unwrap();
+    let mut b = h.handle.submit(job((1001..=1010).collect(), 50, FakeSampler::counting())).unwrap();
+    started(&mut b).await;
+    wait_until(|| h.log.saves.lock().contains(&0)).await;
+    // Shares one token with the 601 saved ones: recomputing it beats copying them back.
+    let mut g = h.handle.submit(job(vec![1, 7, 7, 7], 2, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut g).await, (4, 0));
+    g.collect().await.unwrap();
+    assert!(h.log.restores.lock().is_empty());
+    b.collect().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_save_idle_slots_stay_in_the_kv_cache() {
+    let h = start(cfg(2), |f| {
+        f.step_delay = Duration::from_millis(1);
+        f.can_save = false;
+    });
+    h.handle.submit(job(a_prompt(), 3, FakeSampler::counting())).unwrap().collect().await.unwrap();
+    let b = h.handle.submit(job((101..=110).collect(), 5, FakeSampler::counting())).unwrap();
+    b.collect().await.unwrap();
+    assert_eq!(h.log.kv.lock().get(&0).map(Vec::len), Some(42));
+    let mut a2 = a_prompt();
+    a2.push(500);
+    let mut g = h.handle.submit(job(a2, 2, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut g).await, (41, 40));
+    g.collect().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_burst_at_an_idle_engine_shares_the_first_batch() {
+    let mut c = cfg(4);
+    c.burst = Burst { quiet: Duration::from_millis(50), max: Duration::from_secs(5) };
+    let h = start(c, |_| {});
+    // Three requests a few ms apart (as concurrent clients' requests arrive), then a pause.
+    let mut gens = Vec::new();
+    for p in 1..=3 {
+        gens.push(h.handle.submit(job(vec![p, p, p], 2, FakeSampler::counting())).unwrap());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for g in gens {
+        g.collect().await.unwrap();
+    }
+    let batches = h.log.batches.lock();
+    let first: Vec<Token> = batches[0].iter().map(|b| b.token).collect();
+    assert_eq!(first, vec![1, 1, 1, 2, 2, 2, 3, 3, 3]);
+}
+
+#[tokio::test]
+async fn a_full_set_of_slots_ends_the_gathering_at_once() {
+    let mut c = cfg(2);
+    // A window far longer than the test's patience: filling both slots must end it.
+    c.burst = Burst { quiet: Duration::from_secs(60), max: Duration::from_secs(60) };
+    let h = start(c, |_| {});
+    let a = h.handle.submit(job(vec![1], 2, FakeSampler::counting())).unwrap();
+    let b = h.handle.submit(job(vec![2], 2, FakeSampler::counting())).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        a.collect().await.unwrap();
+        b.collect().await.unwrap();
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
