@@ -361,6 +361,12 @@ impl Drills {
         let me = self.clone();
         let id = row.id.clone();
         let (started, deadline) = (row.started_ms, row.deadline_ms);
+        // A live drill holds its use cases before the caller hears it started: traffic sent
+        // right after the answer is already served locally, and a second drill on the same
+        // use case is refused.
+        if plan.kind == DrillKind::Live {
+            self.controller.hold_for_drill(DrillHold { drill_id: id.clone(), use_cases: plan.use_cases.clone(), until_ms: deadline });
+        }
         self.tracker.spawn(async move {
             let finished = match plan.kind {
                 DrillKind::Live => me.run_live(&id, &plan, started, deadline, &abort).await,
@@ -378,7 +384,6 @@ impl Drills {
     /// A live drill: hold until the deadline or an abort. `None` when the daemon is stopping
     /// (the drill stays `running` in the store; the next start settles it).
     async fn run_live(&self, id: &str, plan: &Plan, started: i64, deadline: i64, abort: &CancellationToken) -> Option<DrillResult> {
-        self.controller.hold_for_drill(DrillHold { drill_id: id.to_string(), use_cases: plan.use_cases.clone(), until_ms: deadline });
         let wait = Duration::from_millis((deadline - now_ms()).max(0) as u64);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
