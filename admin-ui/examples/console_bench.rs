@@ -79,6 +79,75 @@ async fn seed(store: &Store, have: i64, want: i64, days: i64) {
     }
 }
 
+/// The console's other tables at the size a year of service leaves: readiness computed every
+/// 10 minutes for each of the 4 use cases (210k rows), 1M audit entries, 200k sign-in
+/// attempts. Seeded once, with the exchanges.
+async fn seed_console(store: &Store) {
+    let Store::Sqlite(pool) = store else { panic!("the benchmark seeds SQLite") };
+    let now = genset::record::now_ms();
+    let year = 365 * 24 * 3_600_000_i64;
+    let t0 = Instant::now();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(
+        "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < ?1) \
+         INSERT INTO readiness (ts_ms, use_case, verdict, score, score_lower, score_upper, n, reasons, detail) \
+         SELECT ?2 + (i / 4) * 600000, \
+           CASE i % 4 WHEN 0 THEN 'support' WHEN 1 THEN 'invoices' WHEN 2 THEN 'summaries' ELSE 'contracts' END, \
+           CASE WHEN i % 7 = 0 THEN 'marginal' WHEN i % 13 = 0 THEN 'not-ready' ELSE 'ready' END, \
+           0.80 + (i % 17) / 100.0, 0.72 + (i % 17) / 100.0, 0.88 + (i % 11) / 100.0, 120 + i % 80, \
+           '[\"score 0.86 over 120 samples\"]', '{\"readiness\":{\"trend\":\"stable\"},\"model\":\"gemma\"}' \
+         FROM c",
+    )
+    .bind(4 * (year / 600_000) - 1)
+    .bind(now - year)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < 999999) \
+         INSERT INTO console_audit (ts_ms, actor, action, target, outcome, address, detail) \
+         SELECT ?1 + i * 31536, CASE i % 5 WHEN 0 THEN '-' WHEN 1 THEN 'alice' WHEN 2 THEN 'bob' ELSE 'carol' END, \
+           CASE i % 9 WHEN 0 THEN 'login.failed' WHEN 1 THEN 'access.denied' WHEN 2 THEN 'mode.flip' ELSE 'login' END, \
+           'console', CASE i % 9 WHEN 0 THEN 'failed' WHEN 1 THEN 'denied' ELSE 'ok' END, '10.0.' || (i % 200) || '.7', NULL \
+         FROM c",
+    )
+    .bind(now - year)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < 199999) \
+         INSERT INTO console_login_attempts (ts_ms, username, address, ok) \
+         SELECT ?1 + i * 38880, CASE i % 3 WHEN 0 THEN 'alice' ELSE 'mallory' || (i % 50) END, '10.1.' || (i % 250) || '.9', i % 3 = 0 \
+         FROM c",
+    )
+    .bind(now - 90 * 24 * 3_600_000)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    println!("  seeded readiness, audit and sign-in history ({:.0} s)", t0.elapsed().as_secs_f64());
+}
+
+/// 300 sessions of the bench user (most of them ended), so the account and users pages list
+/// a long-serving admin's history.
+async fn seed_sessions(store: &Store, user_id: i64) {
+    let Store::Sqlite(pool) = store else { panic!("the benchmark seeds SQLite") };
+    let now = genset::record::now_ms();
+    sqlx::query(
+        "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < 299) \
+         INSERT INTO console_sessions (id_hash, user_id, created_ms, last_seen_ms, address, user_agent, revoked_ms) \
+         SELECT printf('%064x', ?1 * 1000 + i), ?1, ?2 - i * 3600000, ?2 - i * 3600000 + 600000, '10.2.0.' || (i % 250), \
+           'Mozilla/5.0 (X11; Linux x86_64) bench', CASE WHEN i % 10 = 0 THEN NULL ELSE ?2 - i * 3600000 + 900000 END \
+         FROM c",
+    )
+    .bind(user_id)
+    .bind(now)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 struct Http {
     c: reqwest::Client,
     base: String,
@@ -120,6 +189,11 @@ async fn main() {
         sqlx::query("PRAGMA analysis_limit = 1000").execute(pool).await.unwrap();
         sqlx::query("ANALYZE").execute(pool).await.unwrap();
     }
+    let Store::Sqlite(pool) = &store else { unreachable!() };
+    let readiness_rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM readiness").fetch_one(pool).await.unwrap();
+    if readiness_rows == 0 {
+        seed_console(&store).await;
+    }
     let t = Instant::now();
     let folded = rollup::catch_up(&store, genset::record::now_ms()).await.unwrap();
     println!("rollup: folded {folded} exchanges in {:.1} s", t.elapsed().as_secs_f64());
@@ -139,7 +213,8 @@ async fn main() {
     let base = format!("http://{}", running.admin_addr);
     let user = format!("bench-{}", std::process::id());
     let hash = password::hash_blocking("bench password 123", password::Params { m_kib: 256, t: 1, p: 1 }).unwrap();
-    let _ = db::create_user(&running.store, &user, &hash, "admin", genset::record::now_ms()).await.unwrap();
+    let user_id = db::create_user(&running.store, &user, &hash, "admin", genset::record::now_ms()).await.unwrap().unwrap();
+    seed_sessions(&running.store, user_id).await;
 
     let c = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let login = c.get(format!("{base}/login")).send().await.unwrap();
@@ -204,6 +279,9 @@ async fn main() {
         ("keys".into(), "/keys".into()),
         ("users".into(), "/users".into()),
         ("audit log".into(), "/audit".into()),
+        ("audit log by action".into(), "/audit?action=mode.flip".into()),
+        ("audit log by actor".into(), "/audit?actor=bob".into()),
+        ("account (own sessions)".into(), "/account".into()),
     ];
     println!("\n| page | path | median ms | p90 ms | max ms | bytes |\n|---|---|---:|---:|---:|---:|");
     for (name, path) in &pages {

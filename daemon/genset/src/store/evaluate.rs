@@ -204,9 +204,19 @@ impl Store {
     /// The latest readiness of each use case that has one.
     pub async fn latest_readiness(&self) -> Result<Vec<ReadinessRow>, StoreError> {
         dispatch!(self, p => {
-            let mut q = QueryBuilder::<DB>::new("SELECT ");
-            q.push(READINESS_COLUMNS)
-                .push(" FROM readiness WHERE id IN (SELECT MAX(id) FROM readiness GROUP BY use_case) ORDER BY use_case");
+            let mut q = QueryBuilder::<DB>::new("");
+            // The table keeps every computation (about 52k rows a year per use case): walk the
+            // distinct use cases through the (use_case, id) index one seek at a time (a loose
+            // index scan) instead of grouping the whole table.
+            q.push(
+                "WITH RECURSIVE u(name) AS (SELECT MIN(use_case) FROM readiness \
+                 UNION ALL SELECT (SELECT MIN(use_case) FROM readiness WHERE use_case > u.name) FROM u WHERE u.name IS NOT NULL) \
+                 SELECT ",
+            );
+            q.push(READINESS_COLUMNS).push(
+                " FROM readiness WHERE id IN (SELECT (SELECT MAX(id) FROM readiness r WHERE r.use_case = u.name) FROM u \
+                 WHERE u.name IS NOT NULL) ORDER BY use_case",
+            );
             Ok(q.build_query_as::<ReadinessRow>().fetch_all(p).await?)
         })
     }
