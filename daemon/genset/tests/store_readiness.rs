@@ -44,12 +44,37 @@ async fn latest_of_each(store: &Store, prefix: &str) {
     assert_eq!(history[0].verdict, "ready");
 }
 
+/// A report's points: the period's computations, plus the latest before it per use case.
+async fn report_points(store: &Store, prefix: &str) {
+    let (a, b, c) = (format!("{prefix}-pa"), format!("{prefix}-pb"), format!("{prefix}-pc"));
+    for ts in [100, 200, 300, 400, 500] {
+        store.insert_readiness(&row(&a, ts, "ready", ts as f64 / 1000.0)).await.unwrap();
+    }
+    store.insert_readiness(&row(&b, 150, "marginal", 0.7)).await.unwrap();
+    store.insert_readiness(&row(&b, 160, "not-ready", 0.6)).await.unwrap();
+    store.insert_readiness(&row(&c, 900, "ready", 0.9)).await.unwrap();
+    let got: Vec<(String, i64)> = store
+        .readiness_points(300, 500)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.use_case.starts_with(prefix))
+        .map(|r| (r.use_case, r.ts_ms))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(b.clone(), 160), (a.clone(), 200), (a.clone(), 300), (a.clone(), 400)],
+        "a's points in [300, 500) and its last before (200); b's last before (160); nothing of c (after)"
+    );
+}
+
 #[tokio::test]
 async fn latest_readiness_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&format!("sqlite://{}", dir.path().join("g.db").display()), 2).await.unwrap();
     assert!(store.latest_readiness().await.unwrap().is_empty(), "an empty table has no latest row");
     latest_of_each(&store, "uc").await;
+    report_points(&store, "uc").await;
     store.close().await;
 }
 
@@ -62,5 +87,6 @@ async fn latest_readiness_postgres() {
     // The database is shared with other tests: names unique to this run.
     let prefix = format!("readiness-{}-{}", std::process::id(), genset::record::now_ms());
     latest_of_each(&store, &prefix).await;
+    report_points(&store, &prefix).await;
     store.close().await;
 }

@@ -49,7 +49,7 @@ impl Drills {
             .collect();
         let readiness = self
             .store
-            .readiness_points(period.end_ms)
+            .readiness_points(period.start_ms, period.end_ms)
             .await?
             .into_iter()
             .map(|r| ReadinessPoint { ts_ms: r.ts_ms, use_case: r.use_case, verdict: r.verdict, score: r.score, lower: r.score_lower, upper: r.score_upper, n: r.n })

@@ -202,13 +202,20 @@ impl Store {
         })
     }
 
-    /// Readiness history before `until_ms` (reports take the latest before and the trend within).
-    pub async fn readiness_points(&self, until_ms: i64) -> Result<Vec<ReadinessRow>, StoreError> {
+    /// The readiness computations a report of `[since_ms, until_ms)` needs: those within the
+    /// period, and for each use case the latest one before it (a use case with no computation
+    /// in the period is reported with the verdict it had). Oldest first. Index reads only:
+    /// a range on `readiness_ts`, and a loose index scan over the use cases.
+    pub async fn readiness_points(&self, since_ms: i64, until_ms: i64) -> Result<Vec<ReadinessRow>, StoreError> {
         dispatch!(self, p => {
             let mut q = QueryBuilder::<DB>::new(
-                "SELECT ts_ms, use_case, verdict, score, score_lower, score_upper, n FROM readiness WHERE ts_ms < ",
+                "WITH RECURSIVE u(name) AS (SELECT MIN(use_case) FROM readiness \
+                 UNION ALL SELECT (SELECT MIN(use_case) FROM readiness WHERE use_case > u.name) FROM u WHERE u.name IS NOT NULL) \
+                 SELECT ts_ms, use_case, verdict, score, score_lower, score_upper, n FROM readiness WHERE (ts_ms >= ",
             );
-            q.push_bind(until_ms).push(" ORDER BY ts_ms, id");
+            q.push_bind(since_ms).push(" AND ts_ms < ").push_bind(until_ms);
+            q.push(") OR id IN (SELECT (SELECT MAX(id) FROM readiness r WHERE r.use_case = u.name AND r.ts_ms < ");
+            q.push_bind(since_ms).push(") FROM u WHERE u.name IS NOT NULL) ORDER BY ts_ms, id");
             Ok(q.build_query_as::<ReadinessRow>().fetch_all(p).await?)
         })
     }
