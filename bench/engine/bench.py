@@ -252,6 +252,34 @@ def prefix_test(srv: Server, tag: str, n: int) -> dict:
     return {"cold_ms": cold, "hit_ms": hit, "prompt_tokens": ptoks[0], "hit_cached_tokens": hit_cached}
 
 
+def shared_burst(srv: Server, tag: str, n: int) -> dict:
+    """n simultaneous requests of one use case at cold slots: the same fresh ~500-token system
+    prompt (a new nonce, so nothing is cached), a different question each. This is the
+    moment of a failover flip: a use case's traffic lands on the local engine at once."""
+    sp = system_prompt(f"{tag}-{time.time_ns()}")
+    results: list[dict] = [{} for _ in range(n)]
+    barrier = threading.Barrier(n)
+
+    def one(i: int) -> None:
+        msgs = [{"role": "system", "content": sp}, {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]
+        barrier.wait()
+        results[i] = stream_chat(srv, msgs, 8, ban_eog=True)
+
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    errs = [r["error"] for r in results if r.get("error")]
+    if errs:
+        raise RuntimeError(f"{srv.name} shared-prompt burst failed: {errs[0]}")
+    ttfts = [(r["chunks"][0] - r["t0"]) * 1000 for r in results if r["chunks"]]
+    cached = [((r["usage"] or {}).get("prompt_tokens_details") or {}).get("cached_tokens") for r in results]
+    return {"streams": n, "ttft_mean_ms": statistics.mean(ttfts), "ttft_max_ms": max(ttfts),
+            "ttfts_ms": sorted(round(x, 1) for x in ttfts), "cached_tokens": cached,
+            "prompt_tokens": (results[0]["usage"] or {}).get("prompt_tokens")}
+
+
 # --- processes -------------------------------------------------------------------------------
 
 def free_port() -> int:
@@ -515,6 +543,10 @@ def main() -> None:
                 pending.append(dict(kind="prefix", **base, **pt))
                 log(f"  prefix ({pt['prompt_tokens']} prompt tokens): cold {statistics.median(pt['cold_ms']):.0f} ms, "
                     f"hit {statistics.median(pt['hit_ms']):.0f} ms, cached {pt['hit_cached_tokens']}")
+                sb = shared_burst(srv, f"burst-r{rep}t{threads}a{attempt}", slots)
+                pending.append(dict(kind="shared_burst", **base, **sb))
+                log(f"  {slots} streams, one fresh system prompt: TTFT mean {sb['ttft_mean_ms']:.0f} ms, "
+                    f"slowest {sb['ttft_max_ms']:.0f} ms, cached {sb['cached_tokens']}")
                 pending.append(dict(kind="rss_after", **base, **rss_kb(srv.proc.pid)))
             if v == "genset":
                 prof = profile_lines(srv.log_err, err_off)

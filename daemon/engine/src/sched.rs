@@ -13,9 +13,12 @@
 //!    there), and drop the rest of that slot's cache;
 //! 3. drop sequences whose [`crate::Generation`] was dropped; move the KV of idle slots out of
 //!    the KV cache to host memory while any sequence is active;
-//! 4. build one batch: one token for every decoding sequence, then prompt chunks (oldest first)
+//! 4. share prefixes between sequences ([`share_prefixes`]): a prompt takes what another
+//!    sequence's KV already holds of it, or waits a step for an earlier prompt that is about
+//!    to compute a long prefix they share (a burst with one system prompt computes it once);
+//! 5. build one batch: one token for every decoding sequence, then prompt chunks (oldest first)
 //!    up to `n_batch`;
-//! 5. decode it, sample every sequence that produced logits, stream text, finish sequences.
+//! 6. decode it, sample every sequence that produced logits, stream text, finish sequences.
 //!
 //! **Architecture Invariant:** a slot's `cache` mirrors exactly the tokens in that sequence's
 //! KV cache (positions `0..cache.len()`); every change to one is made to the other. A slot's
@@ -71,6 +74,10 @@ pub(crate) trait Backend {
     /// Load a copy made by [`Backend::save`] into `slot`, whose sequence is empty. `false` on
     /// failure (the sequence is then empty).
     fn restore(&mut self, slot: usize, saved: &Self::Saved) -> bool;
+    /// Make positions `from..to` of `src`'s sequence part of `dst`'s as well, without
+    /// computing them: `dst` holds exactly positions `0..from`, the same tokens as `src`'s.
+    /// `false` when the backend cannot (the scheduler then computes those tokens).
+    fn share(&mut self, src: usize, dst: usize, from: usize, to: usize) -> bool;
     fn decode(&mut self, batch: &[BatchItem]) -> Result<(), String>;
     /// Sample (and accept) the next token from the logits of batch entry `batch_index`.
     fn sample(&mut self, sampler: &mut Self::Sampler, batch_index: usize) -> Result<Token, String>;
@@ -430,6 +437,11 @@ fn worth_restoring(reused: usize, saved: usize) -> bool {
     reused > 0 && reused.saturating_mul(256) >= saved
 }
 
+/// A prompt waits for an earlier one that is about to compute a prefix they share (rather than
+/// compute it twice) only when the prefix is at least this long: below, waiting a step costs
+/// the later prompt more than the few tokens it would save.
+const MIN_SHARED_WAIT: usize = 32;
+
 /// Length of the common prefix of two token lists.
 pub(crate) fn common_prefix(a: &[Token], b: &[Token]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
@@ -445,6 +457,70 @@ fn choose_slot<S, V>(slots: &[Slot<S, V>], tokens: &[Token]) -> Option<(usize, u
         .map(|(i, s)| (i, common_prefix(s.cached(), tokens), s.last_used))
         .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)).then(b.0.cmp(&a.0)))
         .map(|(i, lcp, _)| (i, lcp))
+}
+
+/// Prefixes shared between sequences, for the prompts still to compute (`prompting`: their
+/// slots, oldest admission first). A prompt takes, at no compute, whatever another sequence's
+/// KV already holds of it (the unified KV cache's cells gain a sequence id). And a prompt
+/// whose first [`MIN_SHARED_WAIT`]+ tokens an earlier prompt of this list is about to compute
+/// (the same system prompt, in a burst) waits for it instead of computing them too: the
+/// slots it returns skip this step. An earlier prompt never waits for a later one, so every
+/// wait ends; a cancelled leader leaves the list, and its followers compute for themselves.
+///
+/// This is what makes a failover flip cheap: the requests of a use case arrive together at
+/// cold slots, all with its system prompt, and it is computed once instead of once per slot.
+fn share_prefixes<B: Backend>(
+    backend: &mut B,
+    slots: &mut [Slot<B::Sampler, B::Saved>],
+    prompting: &[(u64, usize)],
+    t: &mut StepTotals,
+) -> Vec<usize> {
+    let mut waiting = Vec::new();
+    if prompting.is_empty() || slots.len() < 2 {
+        return waiting;
+    }
+    for (n, &(_, i)) in prompting.iter().enumerate() {
+        let Some(seq) = slots[i].seq.as_ref() else { continue };
+        let have = slots[i].cache.len();
+        // At least the last prompt token is computed here, for its logits.
+        let want = seq.tokens.len() - 1;
+        if have >= want {
+            continue;
+        }
+        let donor = slots
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != i)
+            .map(|(j, s)| (j, common_prefix(&s.cache, &seq.tokens).min(want)))
+            .max_by_key(|&(j, q)| (q, std::cmp::Reverse(j)));
+        let mut have = have;
+        if let Some((j, q)) = donor
+            && q > have
+            && backend.share(j, i, have, q)
+        {
+            let shared = q - have;
+            let slot = &mut slots[i];
+            if let Some(seq) = slot.seq.as_mut() {
+                slot.cache.extend_from_slice(&seq.tokens[have..q]);
+                seq.next_prompt = q;
+                seq.cached_tokens += shared;
+            }
+            t.cached_tokens += shared as u64;
+            tracing::trace!(slot = i, from = j, tokens = shared, "engine shared prefix");
+            have = q;
+        }
+        let Some(seq) = slots[i].seq.as_ref() else { continue };
+        let leads = prompting[..n].iter().any(|&(_, k)| {
+            slots[k].seq.as_ref().is_some_and(|lead| {
+                let q = common_prefix(&lead.tokens, &seq.tokens).min(want);
+                q >= have + MIN_SHARED_WAIT && slots[k].cache.len() < q
+            })
+        });
+        if leads {
+            waiting.push(i);
+        }
+    }
+    waiting
 }
 
 enum Outcome {
@@ -639,10 +715,14 @@ impl<S: Send> Runner<S> {
                 .filter_map(|(i, s)| s.seq.as_ref().filter(|q| q.next_prompt < q.tokens.len()).map(|q| (q.admitted, i)))
                 .collect();
             prompting.sort_unstable();
+            let waiting = share_prefixes(&mut backend, &mut slots, &prompting, &mut t);
             for (_, i) in prompting {
                 let room = cfg.n_batch - batch.len();
                 if room == 0 {
                     break;
+                }
+                if waiting.contains(&i) {
+                    continue;
                 }
                 let slot = &slots[i];
                 let Some(seq) = slot.seq.as_ref() else { continue };

@@ -327,3 +327,37 @@ fn config_round_trip_for_the_test_model() {
     cfg.validate(0).unwrap();
     assert_eq!(cfg.max_wait, Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn concurrent_requests_share_one_system_prompt_and_answer_as_alone() {
+    let system = "You are the triage assistant of the support desk. ".repeat(20);
+    let prompt = |q: &str| Prompt::Chat {
+        messages: vec![ChatMessage::new("system", &system), ChatMessage::new("user", q)],
+        tools: vec![],
+    };
+    let questions = ["The printer is on fire.", "My password expired.", "The VPN drops every hour.", "Invoice 42 is wrong."];
+    // Each answer alone, on a fresh engine (nothing cached, nothing shared).
+    let mut alone = Vec::new();
+    for q in questions {
+        let engine = load(1024, 1);
+        alone.push(engine.submit(forced_length(prompt(q), 8)).unwrap().collect().await.unwrap());
+        assert_eq!(alone.last().unwrap().usage.cached_tokens, 0);
+    }
+    // All four at once at a cold engine: the system prompt is computed once.
+    let engine = load(1024, 4);
+    let gens: Vec<_> = questions.iter().map(|q| engine.submit(forced_length(prompt(q), 8)).unwrap()).collect();
+    let together = futures_util::future::join_all(gens.into_iter().map(|g| g.collect())).await;
+    let n_system = engine.count_tokens(&prompt("")).unwrap().min(alone[0].usage.prompt_tokens);
+    let mut shared = 0;
+    for (c, a) in together.iter().zip(&alone) {
+        let c = c.as_ref().unwrap();
+        assert_eq!(c.usage.prompt_tokens, a.usage.prompt_tokens);
+        assert_eq!(c.usage.completion_tokens, 8);
+        assert_eq!(c.text, a.text, "a shared prefix must not change the answer");
+        if c.usage.cached_tokens > 0 {
+            shared += 1;
+            assert!(c.usage.cached_tokens + 20 >= n_system, "{} of ~{n_system} system tokens shared", c.usage.cached_tokens);
+        }
+    }
+    assert_eq!(shared, 3, "three of the four took the system prompt from the first: {together:?}");
+}

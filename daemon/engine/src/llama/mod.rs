@@ -406,6 +406,14 @@ impl Backend for LlamaRunner<'_> {
         }
     }
 
+    fn share(&mut self, src: usize, dst: usize, from: usize, to: usize) -> bool {
+        // The KV cache is unified (one stream for all sequences): the cells of `src` in the
+        // range gain `dst`'s id, nothing is copied. (Across streams llama.cpp would copy the
+        // whole stream, which the scheduler never wants.)
+        let (Ok(from), Ok(to)) = (u32::try_from(from), u32::try_from(to)) else { return false };
+        self.ctx.copy_kv_cache_seq(src as i32, dst as i32, Some(from), Some(to)).is_ok()
+    }
+
     fn decode(&mut self, batch: &[BatchItem]) -> Result<(), String> {
         self.batch.clear();
         for item in batch {

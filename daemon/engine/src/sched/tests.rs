@@ -28,6 +28,9 @@ impl Gate {
     }
 }
 
+/// (src, dst, from, to) of a shared prefix.
+type Share = (usize, usize, usize, usize);
+
 #[derive(Default, Clone)]
 struct Log {
     batches: Arc<Mutex<Vec<Vec<BatchItem>>>>,
@@ -38,6 +41,8 @@ struct Log {
     restores: Arc<Mutex<Vec<(usize, usize)>>>,
     /// The fake KV cache: each slot's tokens by position.
     kv: Arc<Mutex<HashMap<usize, Vec<Token>>>>,
+    /// Every shared prefix.
+    shares: Arc<Mutex<Vec<Share>>>,
 }
 
 struct Fake {
@@ -91,6 +96,17 @@ impl Backend for Fake {
         assert!(kv.get(&slot).is_none_or(Vec::is_empty), "restore into a non-empty sequence");
         kv.insert(slot, saved.clone());
         self.log.restores.lock().push((slot, saved.len()));
+        true
+    }
+    fn share(&mut self, src: usize, dst: usize, from: usize, to: usize) -> bool {
+        let mut kv = self.log.kv.lock();
+        let have = kv.get(&src).cloned().unwrap_or_default();
+        let mine = kv.entry(dst).or_default();
+        assert_eq!(mine.len(), from, "slot {dst} must hold exactly positions 0..{from}");
+        assert!(have.len() >= to, "slot {src} holds {} positions, not {to}", have.len());
+        assert_eq!(mine[..], have[..from], "slots {src} and {dst} differ before {from}");
+        mine.extend_from_slice(&have[from..to]);
+        self.log.shares.lock().push((src, dst, from, to));
         true
     }
     fn decode(&mut self, batch: &[BatchItem]) -> Result<(), String> {
@@ -595,4 +611,98 @@ fn common_prefix_lengths() {
     assert_eq!(common_prefix(&[1, 2, 3], &[1, 2, 4]), 2);
     assert_eq!(common_prefix(&[], &[1]), 0);
     assert_eq!(common_prefix(&[1, 2], &[1, 2, 3]), 2);
+}
+
+/// `n` tokens of a shared system prompt followed by a request's own `tail`.
+fn with_system(n: Token, tail: &[Token]) -> Vec<Token> {
+    let mut t: Vec<Token> = (1..=n).collect();
+    t.extend_from_slice(tail);
+    t
+}
+
+/// Prompt tokens each slot computed (entries of every batch, decode tokens excluded).
+fn computed_prompt_tokens(log: &Log, slot: usize, prompt_len: usize) -> usize {
+    log.batches.lock().iter().flatten().filter(|b| b.slot == slot && (b.pos as usize) < prompt_len).count()
+}
+
+#[tokio::test]
+async fn a_burst_with_one_system_prompt_computes_it_once() {
+    let mut c = cfg(4);
+    c.burst = Burst { quiet: Duration::from_millis(50), max: Duration::from_secs(5) };
+    c.n_batch = 256;
+    let h = start(c, |_| {});
+    // Four requests of one use case at an idle engine: a 100-token system prompt each.
+    let prompts: Vec<Vec<Token>> = (0..4).map(|i| with_system(100, &[1000 + i, 2000 + i])).collect();
+    let gens: Vec<_> = prompts.iter().map(|p| h.handle.submit(job(p.clone(), 3, FakeSampler::counting())).unwrap()).collect();
+    let mut done = Vec::new();
+    for g in gens {
+        done.push(g.collect().await.unwrap());
+    }
+    // The first computes the system prompt; the others take it from its KV and compute their
+    // own two tokens (the fake's own checks make sure every position was in place).
+    let shares = h.log.shares.lock().clone();
+    assert_eq!(shares.len(), 3, "{shares:?}");
+    assert!(shares.iter().all(|&(src, _, from, to)| src == 0 && from == 0 && to == 100), "{shares:?}");
+    assert_eq!(computed_prompt_tokens(&h.log, 0, 102), 102);
+    for slot in 1..4 {
+        assert_eq!(computed_prompt_tokens(&h.log, slot, 102), 2, "slot {slot}");
+    }
+    // Usage says so: the shared tokens are cached tokens.
+    assert_eq!(done[0].usage.cached_tokens, 0);
+    assert!(done[1..].iter().all(|c| c.usage.cached_tokens == 100 && c.usage.prompt_tokens == 102), "{:?}", done.iter().map(|c| c.usage).collect::<Vec<_>>());
+    // Same answers as unshared (the fake counts up from 100 whatever the prompt).
+    assert!(done.iter().all(|c| c.text == "t100 t101 t102 "));
+}
+
+#[tokio::test]
+async fn a_running_sequence_lends_its_prefix_to_a_new_one() {
+    let h = start(cfg(2), |f| f.step_delay = Duration::from_millis(1));
+    let mut a = h.handle.submit(job(with_system(60, &[7]), 200, FakeSampler::counting())).unwrap();
+    started(&mut a).await;
+    wait_until(|| h.log.kv.lock().get(&0).is_some_and(|kv| kv.len() > 62)).await;
+    // B arrives while A decodes: its system prompt comes from A's KV at once, no wait.
+    let b = h.handle.submit(job(with_system(60, &[8, 9]), 2, FakeSampler::counting())).unwrap();
+    let c = b.collect().await.unwrap();
+    assert_eq!(c.usage.cached_tokens, 60);
+    assert_eq!(h.log.shares.lock().as_slice(), &[(0, 1, 0, 60)]);
+    assert_eq!(computed_prompt_tokens(&h.log, 1, 62), 2);
+    drop(a);
+}
+
+#[tokio::test]
+async fn short_shared_prefixes_do_not_make_prompts_wait() {
+    let mut c = cfg(4);
+    c.burst = Burst { quiet: Duration::from_millis(50), max: Duration::from_secs(5) };
+    let h = start(c, |_| {});
+    // A chat template's few tokens in common: computing them again is cheaper than a step.
+    let gens: Vec<_> =
+        (0..3).map(|i| h.handle.submit(job(with_system(5, &[100 + i, 200 + i, 300 + i]), 2, FakeSampler::counting())).unwrap()).collect();
+    for g in gens {
+        g.collect().await.unwrap();
+    }
+    let first: Vec<usize> = h.log.batches.lock()[0].iter().map(|b| b.slot).collect();
+    assert_eq!(first.len(), 24, "all three prompts in the first batch: {first:?}");
+    assert!(h.log.shares.lock().is_empty());
+}
+
+#[tokio::test]
+async fn a_follower_whose_leader_is_cancelled_computes_the_prefix_itself() {
+    let mut c = cfg(2);
+    c.n_batch = 16;
+    let h = start(c, |f| f.step_delay = Duration::from_millis(2));
+    h.gate.set(true);
+    // A blocker holds the engine so both requests are admitted in the same step.
+    let mut blocker = h.handle.submit(job(vec![9000], 1, FakeSampler::counting())).unwrap();
+    started(&mut blocker).await;
+    let lead = h.handle.submit(job(with_system(80, &[1]), 2, FakeSampler::counting())).unwrap();
+    let follow = h.handle.submit(job(with_system(80, &[2]), 2, FakeSampler::counting())).unwrap();
+    h.gate.set(false);
+    blocker.collect().await.unwrap();
+    // The leader computes the prefix 16 tokens a step; cancel it part way.
+    wait_until(|| h.log.kv.lock().values().any(|kv| kv.len() >= 32)).await;
+    drop(lead);
+    let c = follow.collect().await.unwrap();
+    assert_eq!(c.finish, FinishReason::Length);
+    assert_eq!(c.usage.prompt_tokens, 81);
+    wait_until(|| h.handle.snapshot().totals.cancelled == 1).await;
 }
