@@ -11,9 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use genset_engine::{
-    ChatMessage, EngineRegistry, GenerateEvent, GenerateRequest, LoadOptions, ModelConfig, Prompt, SamplingParams,
-};
+use genset_engine::{ChatMessage, EngineRegistry, GenerateEvent, GenerateRequest, LoadOptions, ModelConfig, Prompt, SamplingParams};
 
 const SHA256: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
 
@@ -80,9 +78,12 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let args: Vec<String> = std::env::args().collect();
-    let model = args.get(1).filter(|a| !a.is_empty()).cloned().or_else(|| std::env::var("GENSET_TEST_MODEL").ok()).unwrap_or_else(|| {
-        format!("{}/.cache/genset/models/gemma-3-270m-q4_k_m.gguf", std::env::var("HOME").unwrap())
-    });
+    let model = args
+        .get(1)
+        .filter(|a| !a.is_empty())
+        .cloned()
+        .or_else(|| std::env::var("GENSET_TEST_MODEL").ok())
+        .unwrap_or_else(|| format!("{}/.cache/genset/models/gemma-3-270m-q4_k_m.gguf", std::env::var("HOME").unwrap()));
     let mut cfg = ModelConfig::gguf("bench", model, SHA256);
     cfg.context = 4096;
     cfg.parallel = 4;

@@ -79,11 +79,7 @@ pub struct ModelConfig {
     #[serde(default = "default_max_queue")]
     pub max_queue: u32,
     /// The longest a request waits for a slot before it fails (humantime: `30s`, `2m`).
-    #[serde(
-        default = "default_max_wait",
-        deserialize_with = "de_duration",
-        serialize_with = "ser_duration"
-    )]
+    #[serde(default = "default_max_wait", deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub max_wait: Duration,
     /// Base URL of the OpenAI-compatible API, `/v1` included (kind `openai-compatible`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,8 +110,7 @@ fn default_max_wait() -> Duration {
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map_err(|e| serde::de::Error::custom(format!("not a duration like \"30s\" or \"2m\": {e}")))
+    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("not a duration like \"30s\" or \"2m\": {e}")))
 }
 
 fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -168,11 +163,7 @@ impl ModelConfig {
         if self.name.is_empty() {
             errs.push(format!("{}: must not be empty", key("name")));
         } else if !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c)) {
-            errs.push(format!(
-                "{}: \"{}\" may only contain letters, digits, '.', '_', ':' and '-'",
-                key("name"),
-                self.name
-            ));
+            errs.push(format!("{}: \"{}\" may only contain letters, digits, '.', '_', ':' and '-'", key("name"), self.name));
         }
         if self.context == 0 {
             errs.push(format!("{}: must be > 0", key("context")));
@@ -187,16 +178,11 @@ impl ModelConfig {
             ModelKind::Gguf => {
                 match &self.path {
                     None => errs.push(format!("{}: required for kind \"gguf\"", key("path"))),
-                    Some(p) if p.as_os_str().is_empty() => {
-                        errs.push(format!("{}: must not be empty", key("path")))
-                    }
+                    Some(p) if p.as_os_str().is_empty() => errs.push(format!("{}: must not be empty", key("path"))),
                     Some(_) => {}
                 }
                 match &self.sha256 {
-                    None => errs.push(format!(
-                        "{}: required for kind \"gguf\" (64 hex characters; `sha256sum` prints it)",
-                        key("sha256")
-                    )),
+                    None => errs.push(format!("{}: required for kind \"gguf\" (64 hex characters; `sha256sum` prints it)", key("sha256"))),
                     Some(s) if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) => {
                         errs.push(format!("{}: must be 64 hex characters", key("sha256")))
                     }

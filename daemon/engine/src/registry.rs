@@ -223,8 +223,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.gguf");
         std::fs::write(&model, b"abc").unwrap();
-        std::fs::write(dir.path().join("m.gguf.sha256-verified"), format!("sha256={}\nsize=3\nmtime=1.0\npath=x\n", sha(b"zzz")))
-            .unwrap();
+        std::fs::write(dir.path().join("m.gguf.sha256-verified"), format!("sha256={}\nsize=3\nmtime=1.0\npath=x\n", sha(b"zzz"))).unwrap();
         verify_sha256(&model, &sha(b"abc"), &LoadOptions::default()).unwrap();
     }
 

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::{
-    BoxFuture, Embeddings, Engine, EngineError, FinishReason, GenerateEvent, GenerateRequest, Generation,
-    GrammarSpec, ModelConfig, ModelKind, ModelStats, ModelTotals, Prompt, Usage,
+    BoxFuture, Embeddings, Engine, EngineError, FinishReason, GenerateEvent, GenerateRequest, Generation, GrammarSpec, ModelConfig,
+    ModelKind, ModelStats, ModelTotals, Prompt, Usage,
 };
 
 /// An API key that never prints.
@@ -67,9 +67,10 @@ impl RemoteEngine {
             .to_owned();
         let api_key = match &cfg.api_key_env {
             None => None,
-            Some(var) => Some(Secret(std::env::var(var).map_err(|_| {
-                EngineError::Unavailable(format!("api_key_env: the environment variable {var} is not set"))
-            })?)),
+            Some(var) => Some(Secret(
+                std::env::var(var)
+                    .map_err(|_| EngineError::Unavailable(format!("api_key_env: the environment variable {var} is not set")))?,
+            )),
         };
         // reqwest is built with `rustls-no-provider`: make sure a provider is installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -120,11 +121,7 @@ impl Inner {
     /// POST `{root}{path}`: `Ok(None)` when the server has no such endpoint (404, 405).
     async fn post_root(&self, path: &str, body: &Value) -> Result<Option<Value>, EngineError> {
         let url = format!("{}{path}", self.root());
-        let resp = self
-            .post_url(url.clone(), body)
-            .send()
-            .await
-            .map_err(|e| EngineError::Unavailable(format!("{url}: {e}")))?;
+        let resp = self.post_url(url.clone(), body).send().await.map_err(|e| EngineError::Unavailable(format!("{url}: {e}")))?;
         if matches!(resp.status().as_u16(), 404 | 405) {
             return Ok(None);
         }
@@ -235,8 +232,7 @@ pub(crate) fn request_body(model: &str, req: &GenerateRequest) -> (&'static str,
     put("stop", (!s.stop.is_empty()).then(|| json!(s.stop)));
     put(
         "logit_bias",
-        (!s.logit_bias.is_empty())
-            .then(|| Value::Object(s.logit_bias.iter().map(|(t, b)| (t.to_string(), json!(b))).collect())),
+        (!s.logit_bias.is_empty()).then(|| Value::Object(s.logit_bias.iter().map(|(t, b)| (t.to_string(), json!(b))).collect())),
     );
     put(
         "response_format",
@@ -387,11 +383,8 @@ impl RemoteCalls {
             .iter()
             .filter(|(name, _)| !name.is_empty())
             .map(|(name, args)| {
-                let arguments = if args.trim().is_empty() {
-                    json!({})
-                } else {
-                    serde_json::from_str::<Value>(args).unwrap_or_else(|_| json!(args))
-                };
+                let arguments =
+                    if args.trim().is_empty() { json!({}) } else { serde_json::from_str::<Value>(args).unwrap_or_else(|_| json!(args)) };
                 format!("<tool_call>{{\"name\":{},\"arguments\":{arguments}}}</tool_call>", json!(name))
             })
             .collect()
@@ -408,8 +401,7 @@ impl Engine for RemoteEngine {
     }
 
     fn submit(&self, request: GenerateRequest) -> Result<Generation, EngineError> {
-        let rt = tokio::runtime::Handle::try_current()
-            .map_err(|_| EngineError::Internal("submit needs a tokio runtime".into()))?;
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| EngineError::Internal("submit needs a tokio runtime".into()))?;
         let inner = self.inner.clone();
         {
             let mut st = self.state.lock();
@@ -519,9 +511,7 @@ impl Engine for RemoteEngine {
     }
 
     fn count_tokens(&self, _prompt: &Prompt) -> Result<usize, EngineError> {
-        Err(EngineError::Unsupported(
-            "count_tokens: an openai-compatible model counts through its server (count_tokens_async)".into(),
-        ))
+        Err(EngineError::Unsupported("count_tokens: an openai-compatible model counts through its server (count_tokens_async)".into()))
     }
 
     fn count_tokens_async<'a>(&'a self, prompt: &'a Prompt) -> BoxFuture<'a, Result<usize, EngineError>> {
@@ -593,10 +583,7 @@ mod tests {
 
     fn sse(events: &[&str]) -> String {
         let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
-        format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
+        format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
     }
 
     fn engine(url: &str) -> RemoteEngine {
@@ -664,9 +651,7 @@ mod tests {
 
     /// A loopback model server answering each request with `route(path, body)`: (status, JSON).
     /// Returns its `/v1` base URL and the paths it was asked for.
-    async fn routed(
-        route: impl Fn(&str, &Value) -> (u16, Value) + Send + Sync + 'static,
-    ) -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+    async fn routed(route: impl Fn(&str, &Value) -> (u16, Value) + Send + Sync + 'static) -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -686,7 +671,9 @@ mod tests {
                         if let Some(h) = s.find("\r\n\r\n") {
                             let len = s[..h]
                                 .lines()
-                                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
+                                })
                                 .unwrap_or(0);
                             if got.len() >= h + 4 + len {
                                 break (s[..h].to_string(), s[h + 4..h + 4 + len].to_string());

@@ -281,11 +281,7 @@ impl<S: Send> Handle<S> {
         let capacity = cfg.max_queue + cfg.slots.saturating_sub(st.active);
         if st.queued() >= capacity {
             // Make room by evicting the newest request of a lower priority, if any.
-            let victim = PRIORITIES
-                .iter()
-                .rev()
-                .filter(|p| **p < job.priority)
-                .find_map(|p| st.queues[*p as usize].pop_back());
+            let victim = PRIORITIES.iter().rev().filter(|p| **p < job.priority).find_map(|p| st.queues[*p as usize].pop_back());
             let retry_after = st.retry_after(cfg.slots);
             st.totals.rejected += 1;
             match victim {
@@ -367,11 +363,7 @@ struct DeadGuard<'a, S>(&'a Shared<S>);
 impl<S> Drop for DeadGuard<'_, S> {
     fn drop(&mut self) {
         let mut st = self.0.state.lock();
-        let why = if std::thread::panicking() {
-            "the engine thread failed".to_string()
-        } else {
-            "the engine has shut down".to_string()
-        };
+        let why = if std::thread::panicking() { "the engine thread failed".to_string() } else { "the engine has shut down".to_string() };
         st.dead = Some(why.clone());
         st.active = 0;
         for q in &mut st.queues {
@@ -567,9 +559,7 @@ impl<S: Send> Runner<S> {
                     if st.shutdown {
                         for slot in &mut slots {
                             if let Some(seq) = slot.seq.take() {
-                                let _ = seq.tx.send(GenerateEvent::Error(EngineError::Unavailable(
-                                    "the engine is shutting down".into(),
-                                )));
+                                let _ = seq.tx.send(GenerateEvent::Error(EngineError::Unavailable("the engine is shutting down".into())));
                             }
                         }
                         return;
@@ -586,10 +576,9 @@ impl<S: Send> Runner<S> {
                             if waited < cfg.max_wait {
                                 return true;
                             }
-                            let _ = job.tx.send(GenerateEvent::Error(EngineError::QueueTimeout {
-                                waited,
-                                retry_after: Duration::from_secs(1),
-                            }));
+                            let _ = job
+                                .tx
+                                .send(GenerateEvent::Error(EngineError::QueueTimeout { waited, retry_after: Duration::from_secs(1) }));
                             t.timed_out += 1;
                             false
                         });
@@ -637,12 +626,7 @@ impl<S: Send> Runner<S> {
                     } else {
                         backend.clear(i);
                     }
-                    tracing::trace!(
-                        slot = i,
-                        tokens = slot.cache.len(),
-                        us = restored.elapsed().as_micros() as u64,
-                        "engine restore"
-                    );
+                    tracing::trace!(slot = i, tokens = slot.cache.len(), us = restored.elapsed().as_micros() as u64, "engine restore");
                 }
                 // At least the last prompt token is recomputed, to get its logits.
                 let mut keep = lcp.min(n_prompt - 1).min(slot.cache.len());
@@ -733,12 +717,7 @@ impl<S: Send> Runner<S> {
                     if last {
                         outputs.push((i, batch.len()));
                     }
-                    batch.push(BatchItem {
-                        token: seq.tokens[p],
-                        pos: (slot.cache.len() + k) as u32,
-                        slot: i,
-                        logits: last,
-                    });
+                    batch.push(BatchItem { token: seq.tokens[p], pos: (slot.cache.len() + k) as u32, slot: i, logits: last });
                 }
             }
             if batch.is_empty() {
@@ -816,12 +795,7 @@ impl<S: Send> Runner<S> {
             );
             prof.record(step_start, decoded_at, now, n_decode, batch.len() - n_decode);
             let mut st = shared.state.lock();
-            st.steps.push_back(Step {
-                start: step_start,
-                end: now,
-                decode: n_decode as u32,
-                prompt: (batch.len() - n_decode) as u32,
-            });
+            st.steps.push_back(Step { start: step_start, end: now, decode: n_decode as u32, prompt: (batch.len() - n_decode) as u32 });
             while st.steps.front().is_some_and(|s| now.duration_since(s.end) > RATE_WINDOW) {
                 st.steps.pop_front();
             }

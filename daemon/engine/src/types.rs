@@ -141,11 +141,17 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenerateEvent {
     /// The request got a slot; its prompt is being processed.
-    Started { prompt_tokens: usize, cached_tokens: usize },
+    Started {
+        prompt_tokens: usize,
+        cached_tokens: usize,
+    },
     /// A valid UTF-8 delta. Partial multi-byte sequences and text that may be the start of a
     /// stop sequence are held back until resolved.
     Text(String),
-    Done { finish: FinishReason, usage: Usage },
+    Done {
+        finish: FinishReason,
+        usage: Usage,
+    },
     Error(EngineError),
 }
 
@@ -165,9 +171,7 @@ pub enum EngineError {
     #[error("no slot became free within {}s", waited.as_secs())]
     QueueTimeout { waited: Duration, retry_after: Duration },
     /// The prompt does not fit the model's context.
-    #[error(
-        "the model's maximum context length is {context} tokens, but the prompt has {prompt_tokens} tokens"
-    )]
+    #[error("the model's maximum context length is {context} tokens, but the prompt has {prompt_tokens} tokens")]
     ContextTooLong { prompt_tokens: usize, context: usize },
     /// A feature the model cannot honour; the string names it.
     #[error("unsupported by this model: {0}")]
@@ -202,10 +206,8 @@ impl EngineError {
 
     /// True when the request itself is at fault (retrying it unchanged will fail again).
     pub fn is_client_error(&self) -> bool {
-        matches!(
-            self,
-            EngineError::ContextTooLong { .. } | EngineError::Unsupported(_) | EngineError::InvalidRequest(_)
-        ) || matches!(self, EngineError::Upstream { status, .. } if (400..500).contains(status) && *status != 429)
+        matches!(self, EngineError::ContextTooLong { .. } | EngineError::Unsupported(_) | EngineError::InvalidRequest(_))
+            || matches!(self, EngineError::Upstream { status, .. } if (400..500).contains(status) && *status != 429)
     }
 }
 

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use genset_engine::{
-    ChatMessage, EngineError, EngineRegistry, FinishReason, GenerateEvent, GrammarSpec, LoadOptions, ModelConfig,
-    Priority, Prompt,
+    ChatMessage, EngineError, EngineRegistry, FinishReason, GenerateEvent, GrammarSpec, LoadOptions, ModelConfig, Priority, Prompt,
 };
 use serde_json::{Value, json};
 
@@ -224,10 +223,8 @@ fn a_sha256_mismatch_refuses_to_load() {
 async fn a_repeated_system_prompt_hits_the_prefix_cache() {
     let engine = load(2048, 2);
     let system = "You are a careful assistant for a hardware store. ".repeat(20);
-    let ask = |q: &str| Prompt::Chat {
-        messages: vec![ChatMessage::new("system", system.clone()), ChatMessage::new("user", q)],
-        tools: vec![],
-    };
+    let ask =
+        |q: &str| Prompt::Chat { messages: vec![ChatMessage::new("system", system.clone()), ChatMessage::new("user", q)], tools: vec![] };
     let first = engine.submit(greedy(ask("Do you sell hammers?"), 4)).unwrap().collect().await.unwrap();
     assert_eq!(first.usage.cached_tokens, 0);
     let mut g = engine.submit(greedy(ask("What time do you open?"), 4)).unwrap();
@@ -331,10 +328,7 @@ fn config_round_trip_for_the_test_model() {
 #[tokio::test]
 async fn concurrent_requests_share_one_system_prompt_and_answer_as_alone() {
     let system = "You are the triage assistant of the support desk. ".repeat(20);
-    let prompt = |q: &str| Prompt::Chat {
-        messages: vec![ChatMessage::new("system", &system), ChatMessage::new("user", q)],
-        tools: vec![],
-    };
+    let prompt = |q: &str| Prompt::Chat { messages: vec![ChatMessage::new("system", &system), ChatMessage::new("user", q)], tools: vec![] };
     let questions = ["The printer is on fire.", "My password expired.", "The VPN drops every hour.", "Invoice 42 is wrong."];
     // Each answer alone, on a fresh engine (nothing cached, nothing shared).
     let mut alone = Vec::new();

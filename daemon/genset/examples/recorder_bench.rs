@@ -20,7 +20,8 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let dir = tempfile::tempdir().unwrap();
-    let url = args.get(2).filter(|s| !s.is_empty()).cloned().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let url =
+        args.get(2).filter(|s| !s.is_empty()).cloned().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let redact = match args.get(3).map(String::as_str) {
         Some("none") => RedactMode::None,
         Some("hash-only") => RedactMode::HashOnly,
@@ -57,7 +58,15 @@ async fn main() {
     }
     let stats = recorder.stats.clone();
     drop(recorder);
-    let writer = Writer { store: store.clone(), redact, batch: 1024, flush_interval: Duration::from_millis(100), metrics, stats: stats.clone(), hurry: Default::default() };
+    let writer = Writer {
+        store: store.clone(),
+        redact,
+        batch: 1024,
+        flush_interval: Duration::from_millis(100),
+        metrics,
+        stats: stats.clone(),
+        hurry: Default::default(),
+    };
     let t = Instant::now();
     writer.run(rx).await;
     let secs = t.elapsed().as_secs_f64();

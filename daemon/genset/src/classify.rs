@@ -116,13 +116,7 @@ match = { path = "/v1/embeddings" }
 
     fn check(c: &Classifier, header: Option<&str>, path: &str, model: Option<&str>, system: Option<&str>, want: &str) {
         let h = |name: &str| if name == "x-genset-use-case" { header } else { None };
-        let got = c.classify(Input {
-            header: &h,
-            path,
-            model,
-            key_sha256: &|| None,
-            system_prompt: || system.map(str::to_string),
-        });
+        let got = c.classify(Input { header: &h, path, model, key_sha256: &|| None, system_prompt: || system.map(str::to_string) });
         let name = got.map(|i| c.name(i).to_string()).unwrap_or_else(|| UNCLASSIFIED.into());
         assert_eq!(name, want, "header={header:?} path={path} model={model:?} system={system:?}");
     }

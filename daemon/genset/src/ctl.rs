@@ -147,7 +147,9 @@ pub enum KeyCmd {
         upstream: Option<String>,
     },
     List,
-    Revoke { id: String },
+    Revoke {
+        id: String,
+    },
 }
 
 struct Client {
@@ -172,7 +174,12 @@ impl Client {
                 let token = match &cli.admin_token {
                     Some(t) => t.clone(),
                     None => std::fs::read_to_string(&cfg.admin.token_file)
-                        .with_context(|| format!("cannot read the admin token {} (run as root or a member of the genset group)", cfg.admin.token_file.display()))?
+                        .with_context(|| {
+                            format!(
+                                "cannot read the admin token {} (run as root or a member of the genset group)",
+                                cfg.admin.token_file.display()
+                            )
+                        })?
                         .trim()
                         .to_string(),
                 };
@@ -184,7 +191,8 @@ impl Client {
         // The admin listener's own certificate (self-signed by the package) is trusted as is.
         if let Some(cert) = &cert {
             let pem = std::fs::read(cert).with_context(|| format!("admin.tls_cert: cannot read {}", cert.display()))?;
-            let c = reqwest::Certificate::from_pem(&pem).with_context(|| format!("admin.tls_cert: {} is not a PEM certificate", cert.display()))?;
+            let c = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("admin.tls_cert: {} is not a PEM certificate", cert.display()))?;
             builder = builder.add_root_certificate(c);
         }
         let http = builder.build()?;
@@ -193,7 +201,12 @@ impl Client {
 
     /// A GET whose answer is returned as bytes (reports).
     async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
             .with_context(|| format!("cannot reach the daemon at {}", self.base))?;
         let status = resp.status();
         let bytes = resp.bytes().await.context("reading the daemon's answer")?;
@@ -263,7 +276,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
             c.call(Method::GET, &format!("/api/v1/traffic?{}", q.join("&")), None).await?
         }
         Command::UseCases(UseCaseCmd::List) => c.call(Method::GET, "/api/v1/use-cases", None).await?,
-        Command::UseCases(UseCaseCmd::Suggest { days }) => c.call(Method::GET, &format!("/api/v1/use-cases/suggest?days={days}"), None).await?,
+        Command::UseCases(UseCaseCmd::Suggest { days }) => {
+            c.call(Method::GET, &format!("/api/v1/use-cases/suggest?days={days}"), None).await?
+        }
         Command::Keys(KeyCmd::Create { use_case, name, upstream }) => {
             c.call(Method::POST, "/api/v1/keys", Some(serde_json::json!({"use_case": use_case, "name": name, "upstream": upstream})))
                 .await?
@@ -283,7 +298,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
             m.parse::<crate::control::Mode>().map_err(|e| anyhow::anyhow!(e))?;
             let actor = format!(
                 "{}@{} via gensetctl",
-                std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()),
+                std::env::var("SUDO_USER")
+                    .or_else(|_| std::env::var("USER"))
+                    .or_else(|_| std::env::var("LOGNAME"))
+                    .unwrap_or_else(|_| "unknown".into()),
                 std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
             );
             c.call(Method::POST, "/api/v1/mode", Some(serde_json::json!({"mode": m, "reason": reason, "actor": actor}))).await?;
@@ -307,7 +325,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
 fn ctl_actor() -> String {
     format!(
         "{}@{} via gensetctl",
-        std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()),
+        std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into()),
         std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
     )
 }
@@ -430,7 +451,10 @@ fn render(cmd: &Command, v: &Value) -> String {
                     ]
                 })
                 .collect();
-            out.push_str(&table(&["ID", "TIME (UTC)", "USE CASE", "ENDPOINT", "MODEL", "SERVED BY", "STATUS", "COMPLETE", "MS", "TOKENS"], &rows));
+            out.push_str(&table(
+                &["ID", "TIME (UTC)", "USE CASE", "ENDPOINT", "MODEL", "SERVED BY", "STATUS", "COMPLETE", "MS", "TOKENS"],
+                &rows,
+            ));
             match v["next_before"].as_i64() {
                 Some(n) => {
                     let _ = writeln!(out, "\nolder: gensetctl traffic --before {n}");
@@ -445,7 +469,16 @@ fn render(cmd: &Command, v: &Value) -> String {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|u| vec![s(&u["name"]), s(&u["rules"]), s(&u["upstream"]), s(&u["requests_24h"]), s(&u["errors_24h"]), fmt_ts(&u["last_ts_ms"])])
+                .map(|u| {
+                    vec![
+                        s(&u["name"]),
+                        s(&u["rules"]),
+                        s(&u["upstream"]),
+                        s(&u["requests_24h"]),
+                        s(&u["errors_24h"]),
+                        fmt_ts(&u["last_ts_ms"]),
+                    ]
+                })
                 .collect();
             out.push_str(&table(&["USE CASE", "RULES", "UPSTREAM", "REQUESTS 24H", "ERRORS 24H", "LAST SEEN"], &rows));
         }

@@ -184,10 +184,9 @@ pub async fn start_with(cfg: Config, ext: Extensions) -> anyhow::Result<Running>
         }
         app.configure(crate::admin::configure)
     })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(5)
-        ;
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5);
     let admin = match &cfg.admin.tls {
         Some((cert, key)) => admin
             .listen_rustls_0_23(admin_listener, admin_tls(cert, key)?)
@@ -253,7 +252,20 @@ impl Running {
     /// Graceful stop: stop accepting, let in-flight requests finish (up to the grace time),
     /// then drain the recorder queue into the store.
     pub async fn shutdown(self) {
-        let Running { proxy_server, admin_server, servers, writer, background, proxy_state, recorder, store, control_task, evaluate_task, drill_task, .. } = self;
+        let Running {
+            proxy_server,
+            admin_server,
+            servers,
+            writer,
+            background,
+            proxy_state,
+            recorder,
+            store,
+            control_task,
+            evaluate_task,
+            drill_task,
+            ..
+        } = self;
         proxy_server.stop(true).await;
         admin_server.stop(true).await;
         let _ = servers.await;

@@ -23,8 +23,7 @@ pub struct Metrics {
     pub rescued: IntCounterVec,
 }
 
-const LATENCY_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -34,16 +33,19 @@ impl Metrics {
             &["api", "use_case", "served_by", "status"],
         )?;
         let request_duration = HistogramVec::new(
-            HistogramOpts::new("request_duration_seconds", "Time from request to the end of the response").buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new("request_duration_seconds", "Time from request to the end of the response")
+                .buckets(LATENCY_BUCKETS.to_vec()),
             &["api", "served_by"],
         )?;
         let ttfb = HistogramVec::new(
-            HistogramOpts::new("time_to_first_byte_seconds", "Time from request to the first response body byte").buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new("time_to_first_byte_seconds", "Time from request to the first response body byte")
+                .buckets(LATENCY_BUCKETS.to_vec()),
             &["api", "served_by"],
         )?;
         let recorder_dropped = IntCounter::new("recorder_dropped_total", "Exchanges not recorded because the recorder queue was full")?;
         let recorder_written = IntCounter::new("recorder_written_total", "Exchanges written to the store")?;
-        let recorder_write_errors = IntCounter::new("recorder_write_errors_total", "Batches the store refused (retried, then dropped and counted here)")?;
+        let recorder_write_errors =
+            IntCounter::new("recorder_write_errors_total", "Batches the store refused (retried, then dropped and counted here)")?;
         let recorder_queue_depth = IntGauge::new("recorder_queue_depth", "Exchanges waiting for the batch writer")?;
         let recorder_batch_seconds = prometheus::Histogram::with_opts(
             HistogramOpts::new("recorder_batch_seconds", "Time to write one batch of exchanges").buckets(LATENCY_BUCKETS.to_vec()),

@@ -28,9 +28,8 @@ pub fn init(t: &TelemetryConfig) {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = || {
-        EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&t.log_level)).unwrap_or_else(|_| EnvFilter::new("info"))
-    };
+    let filter =
+        || EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&t.log_level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let otel = t.otlp_endpoint.as_deref().and_then(|endpoint| match tracer_provider(endpoint, t) {
         Ok(p) => {
             let tracer = p.tracer("genset");

@@ -89,7 +89,8 @@ async fn live_drill_serves_locally_then_returns_to_the_cloud() {
     assert_eq!(r.status(), 200);
     assert!(served_by(&r).starts_with("cloud:"), "{}", served_by(&r));
 
-    let (status, v) = admin(&d, reqwest::Method::POST, "/api/v1/drills", Some(json!({"use_cases": ["chat"], "duration": "6s", "name": "e2e"}))).await;
+    let (status, v) =
+        admin(&d, reqwest::Method::POST, "/api/v1/drills", Some(json!({"use_cases": ["chat"], "duration": "6s", "name": "e2e"}))).await;
     assert_eq!(status, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     assert_eq!(v["state"], "running");
@@ -204,7 +205,10 @@ async fn replay_drill_reports_capacity() {
 
 #[actix_web::test]
 async fn scheduled_drill_fires() {
-    let (_sim, d) = rig("[[drills]]\nname = \"every-second\"\nkind = \"replay\"\nuse_cases = [\"chat\"]\nwindow = \"1m\"\nschedule = \"* * * * * *\"\n").await;
+    let (_sim, d) = rig(
+        "[[drills]]\nname = \"every-second\"\nkind = \"replay\"\nuse_cases = [\"chat\"]\nwindow = \"1m\"\nschedule = \"* * * * * *\"\n",
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, v) = admin(&d, reqwest::Method::GET, "/api/v1/drills", None).await;
@@ -313,7 +317,13 @@ async fn report_of_a_seeded_month_in_every_format() {
     let get = |format: &'static str| {
         let d = &d;
         async move {
-            let r = d.http.get(format!("{}/api/v1/reports?period=2026-11&format={format}", d.admin)).bearer_auth(&d.token).send().await.unwrap();
+            let r = d
+                .http
+                .get(format!("{}/api/v1/reports?period=2026-11&format={format}", d.admin))
+                .bearer_auth(&d.token)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200, "{format}");
             r.bytes().await.unwrap().to_vec()
         }
@@ -338,7 +348,12 @@ async fn report_of_a_seeded_month_in_every_format() {
         assert!(html.contains(want), "HTML lacks {want:?}");
         assert!(pdf_text.contains(want), "PDF lacks {want:?}\n{pdf_text}");
     }
-    for line in ["availability,all,effective_percent,97.78", "availability,all,cloud_percent,95.87", "incident,openai#1,ttr_ms,1200000", "cost,USD,saved,0.19"] {
+    for line in [
+        "availability,all,effective_percent,97.78",
+        "availability,all,cloud_percent,95.87",
+        "incident,openai#1,ttr_ms,1200000",
+        "cost,USD,saved,0.19",
+    ] {
         assert!(csv.lines().any(|l| l == line), "CSV lacks {line}");
     }
 

@@ -112,13 +112,8 @@ impl Rig {
     async fn rows(&self, finals: usize) -> (Vec<genset::store::ExchangeRecord>, Vec<genset::store::ExchangeRecord>) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let rows = self
-                .d
-                .running()
-                .store
-                .list_exchanges(&genset::store::TrafficFilter { limit: 1000, ..Default::default() })
-                .await
-                .unwrap();
+            let rows =
+                self.d.running().store.list_exchanges(&genset::store::TrafficFilter { limit: 1000, ..Default::default() }).await.unwrap();
             let (f, a): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.final_attempt);
             if f.len() >= finals {
                 return (f, a);
@@ -257,7 +252,10 @@ async fn a_persistent_503_is_served_by_the_backup_and_opens_the_breaker() {
     assert!(r.primary.stats().total_requests >= before);
     assert_eq!(chat_after, r.primary.stats().path("/v1/chat/completions"));
     let events = r.d.running().store.list_events(50).await.unwrap();
-    let opened = events.iter().find(|e| e.kind == "breaker" && e.subject == "openai" && e.detail.as_deref().unwrap_or("").contains("\"open\"")).expect("breaker event");
+    let opened = events
+        .iter()
+        .find(|e| e.kind == "breaker" && e.subject == "openai" && e.detail.as_deref().unwrap_or("").contains("\"open\""))
+        .expect("breaker event");
     assert!(opened.detail.as_deref().unwrap().contains("evidence"), "{opened:?}");
     assert!(events.iter().any(|e| e.kind == "failover" && e.subject == "openai"), "{events:?}");
     r.stop().await;
@@ -404,7 +402,17 @@ async fn context_overflow_is_routed_to_the_larger_model() {
             keys.path().join("openai").display()
         );
         let d = common::start_daemon(&toml).await;
-        let v: Value = d.http.post(format!("{}/api/v1/keys", d.admin)).bearer_auth(&d.token).json(&json!({"use_case": "chat"})).send().await.unwrap().json().await.unwrap();
+        let v: Value = d
+            .http
+            .post(format!("{}/api/v1/keys", d.admin))
+            .bearer_auth(&d.token)
+            .json(&json!({"use_case": "chat"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         Rig { primary, backup, d, key: v["key"].as_str().unwrap().into(), _keys: keys }
     };
     r2.primary.set_fault(Fault::new(FaultMode::ContextLength).path(CHAT).count(1)).await.unwrap();
@@ -545,7 +553,17 @@ async fn queue_waits_for_the_cloud_to_come_back() {
         keys.path().join("openai").display()
     );
     let d = common::start_daemon(&toml).await;
-    let v: Value = d.http.post(format!("{}/api/v1/keys", d.admin)).bearer_auth(&d.token).json(&json!({"use_case": "chat"})).send().await.unwrap().json().await.unwrap();
+    let v: Value = d
+        .http
+        .post(format!("{}/api/v1/keys", d.admin))
+        .bearer_auth(&d.token)
+        .json(&json!({"use_case": "chat"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let r = Rig { primary, backup: r.backup, d, key: v["key"].as_str().unwrap().into(), _keys: keys };
     r.primary.set_fault(FaultMode::Refuse).await.unwrap();
     // Trip the breaker: these fail (no other step), then the cut-off is known.
@@ -596,7 +614,17 @@ async fn a_flapping_upstream_does_not_flip_the_mode_more_than_min_dwell_allows()
         keys.path().join("claude").display(),
     );
     let d = common::start_daemon(&toml).await;
-    let v: Value = d.http.post(format!("{}/api/v1/keys", d.admin)).bearer_auth(&d.token).json(&json!({"use_case": "chat"})).send().await.unwrap().json().await.unwrap();
+    let v: Value = d
+        .http
+        .post(format!("{}/api/v1/keys", d.admin))
+        .bearer_auth(&d.token)
+        .json(&json!({"use_case": "chat"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let r = Rig { primary, backup: r.backup, d, key: v["key"].as_str().unwrap().into(), _keys: keys };
     let t0 = Instant::now();
     let mut down = false;
@@ -641,7 +669,17 @@ async fn an_anthropic_stream_cut_is_continued_by_an_openai_backup() {
         k = keys.path().join("k").display()
     ))
     .await;
-    let v: Value = d.http.post(format!("{}/api/v1/keys", d.admin)).bearer_auth(&d.token).json(&json!({"use_case": "chat"})).send().await.unwrap().json().await.unwrap();
+    let v: Value = d
+        .http
+        .post(format!("{}/api/v1/keys", d.admin))
+        .bearer_auth(&d.token)
+        .json(&json!({"use_case": "chat"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     primary.set_fault(Fault::new(FaultMode::CutMidStream).path("/v1/messages").after_chunks(3).count(1)).await.unwrap();
     let resp = d
         .http
@@ -683,29 +721,27 @@ async fn an_anthropic_stream_cut_is_continued_by_an_openai_backup() {
 #[actix_web::test]
 async fn responses_and_legacy_completion_streams_pass_through() {
     let r = rig().await;
-    let resp = r
-        .d
-        .http
-        .post(format!("{}/v1/responses", r.d.proxy))
-        .bearer_auth(&r.key)
-        .header("x-genset-use-case", "chat")
-        .json(&json!({"model": "gpt-test", "stream": true, "input": format!("say: {SENTENCE}")}))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        r.d.http
+            .post(format!("{}/v1/responses", r.d.proxy))
+            .bearer_auth(&r.key)
+            .header("x-genset-use-case", "chat")
+            .json(&json!({"model": "gpt-test", "stream": true, "input": format!("say: {SENTENCE}")}))
+            .send()
+            .await
+            .unwrap();
     assert_eq!(resp.status(), 200);
     let raw = String::from_utf8(resp.bytes().await.unwrap().to_vec()).unwrap();
     assert!(raw.contains("response.completed") && raw.contains("response.output_text.delta"), "{raw}");
-    let resp = r
-        .d
-        .http
-        .post(format!("{}/v1/completions", r.d.proxy))
-        .bearer_auth(&r.key)
-        .header("x-genset-use-case", "chat")
-        .json(&json!({"model": "gpt-test", "stream": true, "prompt": "say: one two three", "max_tokens": 8}))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        r.d.http
+            .post(format!("{}/v1/completions", r.d.proxy))
+            .bearer_auth(&r.key)
+            .header("x-genset-use-case", "chat")
+            .json(&json!({"model": "gpt-test", "stream": true, "prompt": "say: one two three", "max_tokens": 8}))
+            .send()
+            .await
+            .unwrap();
     assert_eq!(resp.status(), 200);
     let raw = String::from_utf8(resp.bytes().await.unwrap().to_vec()).unwrap();
     assert!(raw.trim_end().ends_with("data: [DONE]") && raw.contains("\"text\""), "{raw}");

@@ -62,7 +62,17 @@ async fn rig(passthrough: bool) -> Rig {
     let key = if passthrough {
         String::new()
     } else {
-        let v: Value = d.http.post(format!("{}/api/v1/keys", d.admin)).bearer_auth(&d.token).json(&json!({"use_case": "chat"})).send().await.unwrap().json().await.unwrap();
+        let v: Value = d
+            .http
+            .post(format!("{}/api/v1/keys", d.admin))
+            .bearer_auth(&d.token)
+            .json(&json!({"use_case": "chat"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         v["key"].as_str().unwrap().to_string()
     };
     Rig { sim, d, key, _dir: dir }
@@ -171,7 +181,16 @@ async fn hard_cut_off_under_load() {
         async move {
             let deadline = Instant::now() + Duration::from_secs(300);
             loop {
-                let s: Value = r.d.http.get(format!("{}/api/v1/failover", r.d.admin)).bearer_auth(&r.d.token).send().await.unwrap().json().await.unwrap();
+                let s: Value =
+                    r.d.http
+                        .get(format!("{}/api/v1/failover", r.d.admin))
+                        .bearer_auth(&r.d.token)
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
                 if pred(&s) {
                     return Instant::now();
                 }
@@ -189,7 +208,9 @@ async fn hard_cut_off_under_load() {
     let cut_wall = genset::record::now_ms();
     let t_cut = Instant::now();
     r.sim.set_fault(FaultMode::Refuse).await.unwrap();
-    let t_open = wait_for("the breaker to open", Box::new(|s| s["upstreams"][0]["breaker"] == "open" || s["upstreams"][0]["failover"] == true)).await;
+    let t_open =
+        wait_for("the breaker to open", Box::new(|s| s["upstreams"][0]["breaker"] == "open" || s["upstreams"][0]["failover"] == true))
+            .await;
     let ok_at_cut = ok.load(Ordering::Relaxed);
     // The outage lasts until the local model has served a good share of requests.
     while ok.load(Ordering::Relaxed) < ok_at_cut + 24 {
@@ -214,7 +235,8 @@ async fn hard_cut_off_under_load() {
 
     // What the store says about the outage window.
     let rows = loop {
-        let rows = r.d.running().store.list_exchanges(&genset::store::TrafficFilter { limit: 100_000, ..Default::default() }).await.unwrap();
+        let rows =
+            r.d.running().store.list_exchanges(&genset::store::TrafficFilter { limit: 100_000, ..Default::default() }).await.unwrap();
         if rows.iter().filter(|x| x.final_attempt).count() as u64 >= ok.load(Ordering::Relaxed) {
             break rows;
         }
@@ -275,10 +297,27 @@ async fn failover_rate_limits_protect_the_local_engine() {
     .await;
     let mut keys = vec![];
     for _ in 0..2 {
-        let v: Value = d.http.post(format!("{}/api/v1/keys", d.admin)).bearer_auth(&d.token).json(&json!({"use_case": "chat"})).send().await.unwrap().json().await.unwrap();
+        let v: Value = d
+            .http
+            .post(format!("{}/api/v1/keys", d.admin))
+            .bearer_auth(&d.token)
+            .json(&json!({"use_case": "chat"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         keys.push(v["key"].as_str().unwrap().to_string());
     }
-    let set = d.http.post(format!("{}/api/v1/mode", d.admin)).bearer_auth(&d.token).json(&json!({"mode": "force-local", "reason": "rate-limit test"})).send().await.unwrap();
+    let set = d
+        .http
+        .post(format!("{}/api/v1/mode", d.admin))
+        .bearer_auth(&d.token)
+        .json(&json!({"mode": "force-local", "reason": "rate-limit test"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(set.status(), 200);
     let body = json!({"model": "m", "max_tokens": 1, "temperature": 0, "messages": [{"role": "user", "content": "hi"}]});
     // Per key: 2 a minute.
@@ -313,7 +352,17 @@ async fn local_first_and_local_only_use_cases_are_served_locally_on_purpose() {
         models()
     ))
     .await;
-    let v: Value = d.http.post(format!("{}/api/v1/keys", d.admin)).bearer_auth(&d.token).json(&json!({"name": "any"})).send().await.unwrap().json().await.unwrap();
+    let v: Value = d
+        .http
+        .post(format!("{}/api/v1/keys", d.admin))
+        .bearer_auth(&d.token)
+        .json(&json!({"name": "any"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let key = v["key"].as_str().unwrap().to_string();
     let body = json!({"model": "gpt-test", "max_tokens": 2, "temperature": 0, "messages": [{"role": "user", "content": "say: hi"}]});
     let ask = |uc: &'static str| {

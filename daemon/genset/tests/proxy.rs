@@ -155,9 +155,7 @@ async fn bad_input_gets_clear_errors_in_the_apis_format() {
         openai_upstream(&fx.url, "")
     ))
     .await;
-    let post = |path: &str, ct: &str, body: Vec<u8>| {
-        d.http.post(format!("{}{path}", d.proxy)).header("content-type", ct).body(body).send()
-    };
+    let post = |path: &str, ct: &str, body: Vec<u8>| d.http.post(format!("{}{path}", d.proxy)).header("content-type", ct).body(body).send();
     for anthropic in [false, true] {
         let path = if anthropic { "/v1/messages" } else { "/v1/chat/completions" };
         let v = expect_error(post(path, "application/json", b"{\"model\": ".to_vec()).await.unwrap(), 400, anthropic).await;
@@ -170,7 +168,8 @@ async fn bad_input_gets_clear_errors_in_the_apis_format() {
     }
     // Unknown path and wrong method, in the format the headers suggest.
     expect_error(d.http.get(format!("{}/v1/nope", d.proxy)).send().await.unwrap(), 404, false).await;
-    expect_error(d.http.get(format!("{}/v1/nope", d.proxy)).header("anthropic-version", "2023-06-01").send().await.unwrap(), 404, true).await;
+    expect_error(d.http.get(format!("{}/v1/nope", d.proxy)).header("anthropic-version", "2023-06-01").send().await.unwrap(), 404, true)
+        .await;
     expect_error(d.http.get(format!("{}/v1/chat/completions", d.proxy)).send().await.unwrap(), 405, false).await;
     // Upstream unreachable (nothing listens on port 1).
     let resp = post("/v1/messages", "application/json", br#"{"model":"claude","max_tokens":5,"messages":[]}"#.to_vec()).await.unwrap();
@@ -258,16 +257,8 @@ async fn redaction_and_admin_api() {
         .await
         .unwrap();
     d.wait_rows(1).await;
-    let v: Value = d
-        .http
-        .get(format!("{}/api/v1/traffic?limit=10", d.admin))
-        .bearer_auth(&d.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value =
+        d.http.get(format!("{}/api/v1/traffic?limit=10", d.admin)).bearer_auth(&d.token).send().await.unwrap().json().await.unwrap();
     let row = &v["items"][0];
     let req = row["request_body"].as_str().unwrap();
     assert!(req.contains("[EMAIL]") && req.contains("[CARD]") && req.contains("[PHONE]"), "{req}");
@@ -304,7 +295,11 @@ async fn shutdown_drains_the_recorder_queue() {
     }
     let store = d.running().store.clone();
     let dir_path = d.dir.path().to_path_buf();
-    let running = { let mut d = d; let r = d.running.take().unwrap(); (r, d) };
+    let running = {
+        let mut d = d;
+        let r = d.running.take().unwrap();
+        (r, d)
+    };
     running.0.shutdown().await;
     // Reopen the store and count.
     let reopened = genset::store::Store::open(&format!("sqlite://{}", dir_path.join("genset.db").display()), 1).await.unwrap();

@@ -25,19 +25,35 @@ use serde_json::{Value, json};
 const SHA256: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
 
 const WORDS: [&str; 24] = [
-    "red", "blue", "green", "yellow", "purple", "orange", "black", "white", "brown", "pink", "gray", "silver", "gold", "cyan",
-    "violet", "indigo", "maroon", "navy", "olive", "teal", "lime", "coral", "beige", "amber",
+    "red", "blue", "green", "yellow", "purple", "orange", "black", "white", "brown", "pink", "gray", "silver", "gold", "cyan", "violet",
+    "indigo", "maroon", "navy", "olive", "teal", "lime", "coral", "beige", "amber",
 ];
 
 const TICKETS: [&str; 24] = [
-    "My invoice shows the wrong amount", "The app crashes when I open settings", "I want to cancel my subscription",
-    "The parcel arrived damaged", "How do I reset my password", "The delivery is two weeks late",
-    "I was charged twice this month", "The printer driver does not install", "Can I change my shipping address",
-    "The discount code is not accepted", "My account was locked after login attempts", "The manual is missing from the box",
-    "I need a copy of last year's receipts", "The website is very slow today", "The product color differs from the photo",
-    "I want to upgrade to the business plan", "The refund has not arrived yet", "The chat widget does not load",
-    "I received someone else's order", "The warranty card is unreadable", "Can I pay by bank transfer",
-    "The battery drains within an hour", "I forgot which email I registered with", "The export to CSV fails",
+    "My invoice shows the wrong amount",
+    "The app crashes when I open settings",
+    "I want to cancel my subscription",
+    "The parcel arrived damaged",
+    "How do I reset my password",
+    "The delivery is two weeks late",
+    "I was charged twice this month",
+    "The printer driver does not install",
+    "Can I change my shipping address",
+    "The discount code is not accepted",
+    "My account was locked after login attempts",
+    "The manual is missing from the box",
+    "I need a copy of last year's receipts",
+    "The website is very slow today",
+    "The product color differs from the photo",
+    "I want to upgrade to the business plan",
+    "The refund has not arrived yet",
+    "The chat widget does not load",
+    "I received someone else's order",
+    "The warranty card is unreadable",
+    "Can I pay by bank transfer",
+    "The battery drains within an hour",
+    "I forgot which email I registered with",
+    "The export to CSV fails",
 ];
 
 fn model_path() -> PathBuf {
@@ -45,7 +61,11 @@ fn model_path() -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(std::env::var_os("HOME").expect("HOME is not set")).join(".cache/genset/models/gemma-3-270m-q4_k_m.gguf"),
     };
-    assert!(path.is_file(), "the test model is missing at {}: run provisioning/fetch-test-model.sh or set GENSET_TEST_MODEL", path.display());
+    assert!(
+        path.is_file(),
+        "the test model is missing at {}: run provisioning/fetch-test-model.sh or set GENSET_TEST_MODEL",
+        path.display()
+    );
     path
 }
 
@@ -133,14 +153,7 @@ readiness = {{ ready_score = 0.6, marginal_score = 0.3, min_samples = 20 }}
 }
 
 async fn post(http: &reqwest::Client, url: &str, use_case: &str, body: &Value) {
-    let resp = http
-        .post(url)
-        .bearer_auth("sk-client")
-        .header("x-genset-use-case", use_case)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = http.post(url).bearer_auth("sk-client").header("x-genset-use-case", use_case).json(body).send().await.unwrap();
     let status = resp.status();
     let text = resp.text().await.unwrap();
     assert_eq!(status, 200, "{text}");
@@ -185,7 +198,11 @@ async fn verdicts_follow_agreement_with_the_cloud() {
     // 24 distinct prompts each (the system prompt is shared: deduplication is by the whole prompt).
     assert_eq!((echo["candidates"].as_u64(), echo["chosen"].as_u64(), echo["replays"].as_u64()), (Some(24), Some(24), Some(24)), "{echo}");
     assert_eq!(echo["canaries"], 1);
-    assert_eq!((triage["chosen"].as_u64(), triage["replays"].as_u64(), triage["canaries"].as_u64()), (Some(24), Some(24), Some(0)), "{triage}");
+    assert_eq!(
+        (triage["chosen"].as_u64(), triage["replays"].as_u64(), triage["canaries"].as_u64()),
+        (Some(24), Some(24), Some(0)),
+        "{triage}"
+    );
     assert_eq!(report["paused"], Value::Null);
 
     // Readiness: echo ready, triage not ready, with plausible intervals.
@@ -193,7 +210,12 @@ async fn verdicts_follow_agreement_with_the_cloud() {
     let r_triage = admin_get(&d, "/api/v1/use-cases/triage/readiness?worst=3").await;
     eprintln!("echo: {r_echo:#}\ntriage: {r_triage:#}");
     let figures = |v: &Value| {
-        (v["score"].as_f64().unwrap(), v["interval"]["lower"].as_f64().unwrap(), v["interval"]["upper"].as_f64().unwrap(), v["n"].as_u64().unwrap())
+        (
+            v["score"].as_f64().unwrap(),
+            v["interval"]["lower"].as_f64().unwrap(),
+            v["interval"]["upper"].as_f64().unwrap(),
+            v["n"].as_u64().unwrap(),
+        )
     };
     let (s, lo, hi, n) = figures(&r_echo);
     assert_eq!(n, 25, "24 replays and 1 canary");

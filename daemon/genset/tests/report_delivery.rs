@@ -72,6 +72,8 @@ async fn a_scheduled_report_is_delivered_to_the_webhook() {
 fn a_schedule_without_a_webhook_is_a_config_error_naming_the_key() {
     let e = genset::config::Config::from_toml("[reports]\nschedule = \"0 0 6 1 * *\"\n", std::path::Path::new("t.toml")).unwrap_err();
     assert_eq!(e.path, "reports.webhook", "{e}");
-    let e = genset::config::Config::from_toml("[reports]\nschedule = \"every day\"\nwebhook = \"http://x/\"\n", std::path::Path::new("t.toml")).unwrap_err();
+    let e =
+        genset::config::Config::from_toml("[reports]\nschedule = \"every day\"\nwebhook = \"http://x/\"\n", std::path::Path::new("t.toml"))
+            .unwrap_err();
     assert_eq!(e.path, "reports.schedule", "{e}");
 }

@@ -78,7 +78,20 @@ pub fn november() -> Input {
     let (o, a, l) = ("cloud:openai", "cloud:anthropic", "local:gemma");
     // support: 190 cloud answers on Nov 2.
     for i in 0..190 {
-        xs.push(x(ts(2026, 11, 2, 8, 0, 0) + i * 60_000, "support", o, "gpt-4o", 200, true, 200.0 + i as f64, Some(50.0), Some((1000, 200)), true, None, "cloud"));
+        xs.push(x(
+            ts(2026, 11, 2, 8, 0, 0) + i * 60_000,
+            "support",
+            o,
+            "gpt-4o",
+            200,
+            true,
+            200.0 + i as f64,
+            Some(50.0),
+            Some((1000, 200)),
+            true,
+            None,
+            "cloud",
+        ));
     }
     // The OpenAI outage of Nov 10.
     let t = |mi: i64, s: i64| ts(2026, 11, 10, 12, mi, s);
@@ -87,7 +100,20 @@ pub fn november() -> Input {
     xs.push(x(t(0, 2), "support", o, "gpt-4o", 502, false, 30.0, None, None, false, None, "cloud"));
     xs.push(x(t(0, 2), "support", l, "gpt-4o", 200, true, 2100.0, Some(300.0), Some((1000, 200)), true, Some("fallback"), "cloud"));
     for (i, mi) in [5, 6, 7, 8].into_iter().enumerate() {
-        xs.push(x(t(mi, 0), "support", l, "gpt-4o", 200, true, 2200.0 + 100.0 * i as f64, Some(300.0), Some((1000, 200)), true, Some("cut-off"), "failover"));
+        xs.push(x(
+            t(mi, 0),
+            "support",
+            l,
+            "gpt-4o",
+            200,
+            true,
+            2200.0 + 100.0 * i as f64,
+            Some(300.0),
+            Some((1000, 200)),
+            true,
+            Some("cut-off"),
+            "failover",
+        ));
     }
     xs.push(x(t(9, 0), "support", "genset", "gpt-4o", 503, false, 5.0, None, None, true, None, "failover"));
     xs.push(x(t(11, 0), "support", "genset", "gpt-4o", 503, false, 5.0, None, None, true, None, "failover"));
@@ -95,29 +121,106 @@ pub fn november() -> Input {
     xs.push(x(t(13, 0), "extract", "genset", "claude-sonnet-4-5", 503, false, 5.0, None, None, true, None, "failover"));
     // The live drill of Nov 15.
     for i in 0..4 {
-        xs.push(x(ts(2026, 11, 15, 10, 1, i), "support", l, "gpt-4o", 200, true, 1500.0, Some(250.0), Some((500, 100)), true, Some("cut-off"), "drill"));
+        xs.push(x(
+            ts(2026, 11, 15, 10, 1, i),
+            "support",
+            l,
+            "gpt-4o",
+            200,
+            true,
+            1500.0,
+            Some(250.0),
+            Some((500, 100)),
+            true,
+            Some("cut-off"),
+            "drill",
+        ));
     }
     xs.push(x(ts(2026, 11, 15, 10, 2, 0), "support", l, "gpt-4o", 500, false, 200.0, None, None, true, Some("cut-off"), "drill"));
     // extract.
     for i in 0..96 {
-        xs.push(x(ts(2026, 11, 3, 9, 0, 0) + i * 60_000, "extract", a, "claude-sonnet-4-5", 200, true, 300.0, Some(80.0), Some((2000, 500)), true, None, "cloud"));
+        xs.push(x(
+            ts(2026, 11, 3, 9, 0, 0) + i * 60_000,
+            "extract",
+            a,
+            "claude-sonnet-4-5",
+            200,
+            true,
+            300.0,
+            Some(80.0),
+            Some((2000, 500)),
+            true,
+            None,
+            "cloud",
+        ));
     }
     for i in 0..10 {
-        xs.push(x(ts(2026, 11, 4, 9, 0, 0) + i * 60_000, "extract", l, "claude-sonnet-4-5", 200, true, 800.0, Some(100.0), Some((2000, 600)), true, Some("local-policy"), "cloud"));
+        xs.push(x(
+            ts(2026, 11, 4, 9, 0, 0) + i * 60_000,
+            "extract",
+            l,
+            "claude-sonnet-4-5",
+            200,
+            true,
+            800.0,
+            Some(100.0),
+            Some((2000, 600)),
+            true,
+            Some("local-policy"),
+            "cloud",
+        ));
     }
     xs.push(x(ts(2026, 11, 5, 9, 0, 0), "extract", a, "claude-sonnet-4-5", 400, false, 50.0, None, None, true, None, "cloud"));
     xs.push(x(ts(2026, 11, 5, 9, 1, 0), "extract", a, "claude-sonnet-4-5", 429, false, 40.0, None, None, true, None, "cloud"));
-    xs.push(x(ts(2026, 11, 5, 9, 2, 0), "extract", a, "claude-sonnet-4-5", 200, false, 900.0, Some(80.0), Some((2000, 100)), true, None, "cloud"));
+    xs.push(x(
+        ts(2026, 11, 5, 9, 2, 0),
+        "extract",
+        a,
+        "claude-sonnet-4-5",
+        200,
+        false,
+        900.0,
+        Some(80.0),
+        Some((2000, 100)),
+        true,
+        None,
+        "cloud",
+    ));
     // The Anthropic blip of Nov 20.
     xs.push(x(ts(2026, 11, 20, 9, 59, 50), "extract", a, "claude-sonnet-4-5", 503, false, 20.0, None, None, false, None, "cloud"));
-    xs.push(x(ts(2026, 11, 20, 9, 59, 51), "extract", a, "claude-sonnet-4-5", 200, true, 600.0, Some(80.0), Some((2000, 500)), true, Some("fallback"), "cloud"));
+    xs.push(x(
+        ts(2026, 11, 20, 9, 59, 51),
+        "extract",
+        a,
+        "claude-sonnet-4-5",
+        200,
+        true,
+        600.0,
+        Some(80.0),
+        Some((2000, 500)),
+        true,
+        Some("fallback"),
+        "cloud",
+    ));
     // Outside the period.
     xs.push(x(ts(2026, 10, 31, 23, 59, 59), "support", o, "gpt-4o", 500, false, 10.0, None, Some((1000, 0)), true, None, "cloud"));
 
     let events = vec![
-        ev(ts(2026, 10, 20, 8, 0, 0), "breaker", "openai", "3 cut-offs in a row", json!({"to": "open", "evidence": [{"ts_ms": ts(2026, 10, 20, 7, 59, 58)}]})),
+        ev(
+            ts(2026, 10, 20, 8, 0, 0),
+            "breaker",
+            "openai",
+            "3 cut-offs in a row",
+            json!({"to": "open", "evidence": [{"ts_ms": ts(2026, 10, 20, 7, 59, 58)}]}),
+        ),
         ev(ts(2026, 10, 20, 8, 5, 0), "breaker", "openai", "half-open probes succeeded", json!({"to": "closed"})),
-        ev(t(0, 5), "breaker", "openai", "3 cut-offs in a row", json!({"to": "open", "open_ms": 5000, "evidence": [{"ts_ms": t(0, 0)}, {"ts_ms": t(0, 2)}]})),
+        ev(
+            t(0, 5),
+            "breaker",
+            "openai",
+            "3 cut-offs in a row",
+            json!({"to": "open", "open_ms": 5000, "evidence": [{"ts_ms": t(0, 0)}, {"ts_ms": t(0, 2)}]}),
+        ),
         ev(t(0, 5), "failover", "openai", "breaker opened", json!({"to": "failover"})),
         ev(t(10, 0), "breaker", "openai", "open time elapsed; probing", json!({"to": "half-open"})),
         ev(t(10, 1), "breaker", "openai", "probe failed", json!({"to": "open", "evidence": [{"ts_ms": t(10, 1)}]})),
@@ -165,7 +268,15 @@ pub fn november() -> Input {
             success_rate: Some(1.0),
         },
     ];
-    let rp = |ts_ms, verdict: &str, score, lower, upper, n| ReadinessPoint { ts_ms, use_case: "support".into(), verdict: verdict.into(), score, lower, upper, n };
+    let rp = |ts_ms, verdict: &str, score, lower, upper, n| ReadinessPoint {
+        ts_ms,
+        use_case: "support".into(),
+        verdict: verdict.into(),
+        score,
+        lower,
+        upper,
+        n,
+    };
     let readiness = vec![
         rp(ts(2026, 10, 25, 0, 0, 0), "not-ready", 0.5, 0.4, 0.6, 20),
         rp(ts(2026, 11, 1, 0, 0, 0), "marginal", 0.70, 0.60, 0.80, 30),
@@ -190,27 +301,27 @@ pub fn november() -> Input {
 
 /// Figures every rendering (HTML, PDF text, CSV) of the November report must show.
 pub const EXPECTED_TEXT: &[&str] = &[
-    "97.78%",  // effective availability
-    "95.87%",  // cloud availability
-    "97.50%",  // SLO
-    "11.11%",  // error budget left
-    "88.89%",  // burn
-    "98.52%",  // support effective
-    "96.06%",  // support cloud
-    "96.43%",  // extract effective
-    "95.54%",  // extract cloud
-    "142.86%", // extract burn
-    "7.5 s",   // MTTD
-    "620.0 s", // MTTR
-    "1200.0 s", // OpenAI incident TTR
+    "97.78%",              // effective availability
+    "95.87%",              // cloud availability
+    "97.50%",              // SLO
+    "11.11%",              // error budget left
+    "88.89%",              // burn
+    "98.52%",              // support effective
+    "96.06%",              // support cloud
+    "96.43%",              // extract effective
+    "95.54%",              // extract cloud
+    "142.86%",             // extract burn
+    "7.5 s",               // MTTD
+    "620.0 s",             // MTTR
+    "1200.0 s",            // OpenAI incident TTR
     "2026-11-10 12:00:00", // first failure
     "2026-11-10 12:00:05", // detection and flip
     "2026-11-10 12:20:00", // recovery
     "2026-11-10 12:20:30", // flip back
     "2026-11-20 09:59:50", // Anthropic first failure
-    "2.17 USD",  // cloud spend
-    "0.19 USD",  // saved
-    "0.15 USD",  // saved local-first
+    "2.17 USD",            // cloud spend
+    "0.19 USD",            // saved
+    "0.15 USD",            // saved local-first
     "replay-nov",
     "passed-with-findings",
     "capacity headroom 0.8x of the recorded peak",

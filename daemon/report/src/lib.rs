@@ -48,9 +48,9 @@
 //!   period, else the price table's `default` entry), split by why it was local.
 
 pub mod fixture;
+mod pdf;
 pub mod period;
 pub mod render;
-mod pdf;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -58,9 +58,9 @@ use genset_eval::stats::percentile;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use pdf::render_pdf;
 #[cfg(any(test, feature = "pdf-text"))]
 pub use pdf::pdf_text;
+pub use pdf::render_pdf;
 pub use period::{Period, PeriodError, format_ts};
 pub use render::{render_csv, render_html, render_json};
 
@@ -332,7 +332,15 @@ pub fn availability<'a>(requests: impl IntoIterator<Item = &'a ExchangeSummary>,
         local += u64::from(is_local(e) && !is_drill(e));
     }
     let budget = n as f64 * (1.0 - slo_percent / 100.0);
-    let burn = |x: u64| if budget > 0.0 { x as f64 * 100.0 / budget } else if x == 0 { 0.0 } else { f64::INFINITY };
+    let burn = |x: u64| {
+        if budget > 0.0 {
+            x as f64 * 100.0 / budget
+        } else if x == 0 {
+            0.0
+        } else {
+            f64::INFINITY
+        }
+    };
     let effective = pct(n - f, n);
     Availability {
         requests: n,
@@ -455,7 +463,10 @@ fn first_failure(input: &Input, upstream: &str, open: &Event) -> i64 {
         .exchanges
         .iter()
         .filter(|x| {
-            x.served_by == tag && x.ts_ms <= open.ts_ms && x.ts_ms >= open.ts_ms - FIRST_FAILURE_LOOKBACK_MS && (failed(x) || !x.final_attempt)
+            x.served_by == tag
+                && x.ts_ms <= open.ts_ms
+                && x.ts_ms >= open.ts_ms - FIRST_FAILURE_LOOKBACK_MS
+                && (failed(x) || !x.final_attempt)
         })
         .map(|x| x.ts_ms)
         .min()
@@ -531,10 +542,7 @@ pub fn compute(input: &Input, period: &Period) -> Report {
             let in_period: Vec<&&ReadinessPoint> = pts.iter().filter(|p| p.ts_ms >= period.start_ms).collect();
             let last = pts.last();
             QualityRow {
-                served_in_failover: requests
-                    .iter()
-                    .filter(|e| e.use_case == uc && is_local(e) && rescued(e))
-                    .count() as u64,
+                served_in_failover: requests.iter().filter(|e| e.use_case == uc && is_local(e) && rescued(e)).count() as u64,
                 verdict: last.map(|p| p.verdict.clone()),
                 score: last.map(|p| p.score),
                 lower: last.map(|p| p.lower),
@@ -620,7 +628,13 @@ fn cost(input: &Input, rows: &[&ExchangeSummary]) -> Cost {
         if price.is_none() && p + c > 0 {
             unpriced.insert(model.clone());
         }
-        let r = by_model.entry(model.clone()).or_insert_with(|| CostRow { model, requests: 0, prompt_tokens: 0, completion_tokens: 0, spend: 0.0 });
+        let r = by_model.entry(model.clone()).or_insert_with(|| CostRow {
+            model,
+            requests: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            spend: 0.0,
+        });
         r.requests += u64::from(e.final_attempt);
         r.prompt_tokens += p;
         r.completion_tokens += c;

@@ -24,10 +24,8 @@ fn text_mm(chars: usize, size: f32) -> f32 {
 /// Exact width of `s` in millimetres at `size` points, from the font's advances.
 fn measure(face: &ttf_parser::Face<'_>, s: &str, size: f32) -> f32 {
     let upem = f32::from(face.units_per_em().max(1));
-    let units: f32 = s
-        .chars()
-        .map(|c| face.glyph_index(c).and_then(|g| face.glyph_hor_advance(g)).map(f32::from).unwrap_or(upem * 0.6))
-        .sum();
+    let units: f32 =
+        s.chars().map(|c| face.glyph_index(c).and_then(|g| face.glyph_hor_advance(g)).map(f32::from).unwrap_or(upem * 0.6)).sum();
     units / upem * size * PT_MM
 }
 
@@ -240,7 +238,8 @@ pub fn pdf_text(pdf: &[u8]) -> Result<String, String> {
     let doc = lopdf::Document::load_mem(pdf).map_err(|e| e.to_string())?;
     let mut out = String::new();
     for (_, page) in doc.get_pages() {
-        let content = lopdf::content::Content::decode(&doc.get_page_content(page).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let content =
+            lopdf::content::Content::decode(&doc.get_page_content(page).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
         for op in content.operations {
             let strings: Vec<&lopdf::Object> = match op.operator.as_str() {
                 "Tj" => op.operands.iter().collect(),

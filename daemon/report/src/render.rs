@@ -39,7 +39,10 @@ pub enum Block {
     Para(String),
     /// (label, value) pairs, shown as a two-column list.
     KeyValues(Vec<(String, String)>),
-    Table { headers: Vec<String>, rows: Vec<Vec<String>> },
+    Table {
+        headers: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
     PageBreak,
 }
 
@@ -118,7 +121,13 @@ pub fn layout(r: &Report) -> Vec<Block> {
         b.push(Block::Para("No incidents in the period.".into()));
     }
     for (i, inc) in r.incidents.iter().enumerate() {
-        b.push(Block::Para(format!("Incident {} on {}: {}{}", i + 1, inc.upstream, inc.cause, if inc.ongoing { " (ongoing)" } else { "" })));
+        b.push(Block::Para(format!(
+            "Incident {} on {}: {}{}",
+            i + 1,
+            inc.upstream,
+            inc.cause,
+            if inc.ongoing { " (ongoing)" } else { "" }
+        )));
         b.push(kv(vec![
             ("First failure", format_ts(inc.first_failure_ms)),
             ("Detection (breaker open)", format_ts(inc.detection_ms)),
@@ -137,14 +146,19 @@ pub fn layout(r: &Report) -> Vec<Block> {
     b.push(Block::Heading("Requests and tokens by served-by".into()));
     b.push(table(
         &["Served by", "Requests", "Prompt tokens", "Completion tokens"],
-        r.served_by.iter().map(|x| vec![x.served_by.clone(), x.requests.to_string(), x.prompt_tokens.to_string(), x.completion_tokens.to_string()]).collect(),
+        r.served_by
+            .iter()
+            .map(|x| vec![x.served_by.clone(), x.requests.to_string(), x.prompt_tokens.to_string(), x.completion_tokens.to_string()])
+            .collect(),
     ));
     b.push(Block::Heading("Latency by mode".into()));
     b.push(table(
         &["Mode", "Requests", "p50", "p95", "p99", "TTFB p50", "TTFB p95"],
         r.latency
             .iter()
-            .map(|l| vec![l.mode.clone(), l.requests.to_string(), ms(l.p50_ms), ms(l.p95_ms), ms(l.p99_ms), ms(l.ttfb_p50_ms), ms(l.ttfb_p95_ms)])
+            .map(|l| {
+                vec![l.mode.clone(), l.requests.to_string(), ms(l.p50_ms), ms(l.p95_ms), ms(l.p99_ms), ms(l.ttfb_p50_ms), ms(l.ttfb_p95_ms)]
+            })
             .collect(),
     ));
     b.push(Block::Heading("Quality during failover and readiness".into()));
@@ -207,7 +221,15 @@ pub fn layout(r: &Report) -> Vec<Block> {
         r.cost
             .by_model
             .iter()
-            .map(|c| vec![c.model.clone(), c.requests.to_string(), c.prompt_tokens.to_string(), c.completion_tokens.to_string(), money(c.spend, cur)])
+            .map(|c| {
+                vec![
+                    c.model.clone(),
+                    c.requests.to_string(),
+                    c.prompt_tokens.to_string(),
+                    c.completion_tokens.to_string(),
+                    money(c.spend, cur),
+                ]
+            })
             .collect(),
     ));
     b

@@ -99,13 +99,11 @@ impl Answer {
 }
 
 const WORDS: [&str; 64] = [
-    "the", "quick", "signal", "engine", "river", "stable", "proxy", "bright", "answer", "garden",
-    "harbor", "silent", "power", "window", "little", "orange", "steady", "cloud", "local", "model",
-    "token", "record", "shadow", "simple", "copper", "valley", "summer", "gentle", "rapid",
-    "paper", "mirror", "forest", "common", "hidden", "golden", "winter", "island", "narrow",
-    "candle", "marble", "distant", "honest", "gravel", "meadow", "pocket", "velvet", "thunder",
-    "lantern", "canyon", "willow", "ember", "falcon", "granite", "harvest", "journey", "kettle",
-    "ladder", "morning", "needle", "orchard", "pebble", "quartz", "ribbon", "saddle",
+    "the", "quick", "signal", "engine", "river", "stable", "proxy", "bright", "answer", "garden", "harbor", "silent", "power", "window",
+    "little", "orange", "steady", "cloud", "local", "model", "token", "record", "shadow", "simple", "copper", "valley", "summer", "gentle",
+    "rapid", "paper", "mirror", "forest", "common", "hidden", "golden", "winter", "island", "narrow", "candle", "marble", "distant",
+    "honest", "gravel", "meadow", "pocket", "velvet", "thunder", "lantern", "canyon", "willow", "ember", "falcon", "granite", "harvest",
+    "journey", "kettle", "ladder", "morning", "needle", "orchard", "pebble", "quartz", "ribbon", "saddle",
 ];
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -122,9 +120,7 @@ fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
 impl Conversation<'_> {
     /// Whether the last message is an assistant prefill.
     pub(crate) fn has_prefill(&self) -> bool {
-        self.messages
-            .last()
-            .is_some_and(|m| m.role == Role::Assistant)
+        self.messages.last().is_some_and(|m| m.role == Role::Assistant)
     }
 
     pub(crate) fn prompt_tokens(&self) -> u64 {
@@ -192,25 +188,14 @@ pub(crate) fn answer(conv: &Conversation<'_>, limits: &Limits<'_, '_>) -> Answer
         Some((last, rest)) if last.role == Role::Assistant => (rest, Some(last.text.joined())),
         _ => (&conv.messages[..], None),
     };
-    let last_user = base
-        .iter()
-        .rev()
-        .find(|m| m.role == Role::User)
-        .map(|m| m.text.joined());
+    let last_user = base.iter().rev().find(|m| m.role == Role::User).map(|m| m.text.joined());
     let last_user = last_user.as_deref().unwrap_or("");
 
     if conv.tools
         && let Some(rest) = last_user.strip_prefix("call:")
         && let Some(name) = rest.split_whitespace().next()
     {
-        return Answer {
-            reply: Reply::ToolCall {
-                name: name.to_owned(),
-            },
-            finish: Finish::ToolUse,
-            prompt_tokens,
-            completion_tokens: 1,
-        };
+        return Answer { reply: Reply::ToolCall { name: name.to_owned() }, finish: Finish::ToolUse, prompt_tokens, completion_tokens: 1 };
     }
 
     let full: Cow<'_, str> = match last_user.strip_prefix("say:") {
@@ -225,13 +210,8 @@ pub(crate) fn answer(conv: &Conversation<'_>, limits: &Limits<'_, '_>) -> Answer
         reply = rest;
     }
 
-    let stop = limits
-        .stop
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !s.is_empty())
-        .filter_map(|(i, s)| reply.find(&**s).map(|pos| (pos, i)))
-        .min();
+    let stop =
+        limits.stop.iter().enumerate().filter(|(_, s)| !s.is_empty()).filter_map(|(i, s)| reply.find(&**s).map(|pos| (pos, i))).min();
     let length = limits.max_tokens.and_then(|n| cut_after_words(reply, n));
     let (end, finish) = match (stop, length) {
         (Some((s, i)), Some(t)) if s <= t => (s, Finish::Stop(i)),
@@ -240,12 +220,7 @@ pub(crate) fn answer(conv: &Conversation<'_>, limits: &Limits<'_, '_>) -> Answer
         (None, None) => (reply.len(), Finish::End),
     };
     let reply = &reply[..end];
-    Answer {
-        completion_tokens: reply.split_whitespace().count() as u64,
-        reply: Reply::Text(reply.to_owned()),
-        finish,
-        prompt_tokens,
-    }
+    Answer { completion_tokens: reply.split_whitespace().count() as u64, reply: Reply::Text(reply.to_owned()), finish, prompt_tokens }
 }
 
 /// Splits a reply into stream chunks, one per word: each chunk is a word
@@ -288,33 +263,15 @@ mod tests {
     fn conv<'a>(model: &'a str, msgs: &[(Role, &'a str)]) -> Conversation<'a> {
         Conversation {
             model: Cow::Borrowed(model),
-            messages: msgs
-                .iter()
-                .map(|(r, t)| Msg {
-                    role: *r,
-                    text: Text::One(Cow::Borrowed(t)),
-                })
-                .collect(),
+            messages: msgs.iter().map(|(r, t)| Msg { role: *r, text: Text::One(Cow::Borrowed(t)) }).collect(),
             tools: false,
         }
     }
 
-    fn check(
-        msgs: &[(Role, &str)],
-        max_tokens: Option<u64>,
-        stop: &[&str],
-        want: &str,
-        finish: Finish,
-    ) {
+    fn check(msgs: &[(Role, &str)], max_tokens: Option<u64>, stop: &[&str], want: &str, finish: Finish) {
         let c = conv("m", msgs);
         let stop: Vec<Cow<'_, str>> = stop.iter().map(|s| Cow::Borrowed(*s)).collect();
-        let a = answer(
-            &c,
-            &Limits {
-                max_tokens,
-                stop: &stop,
-            },
-        );
+        let a = answer(&c, &Limits { max_tokens, stop: &stop });
         assert_eq!(a.text(), want, "{msgs:?}");
         assert_eq!(a.finish, finish, "{msgs:?}");
         assert_eq!(a.completion_tokens, want.split_whitespace().count() as u64);
@@ -323,92 +280,23 @@ mod tests {
     #[test]
     fn answer_rules() {
         use Role::*;
-        check(
-            &[(User, "say: Hello brave world ")],
-            None,
-            &[],
-            "Hello brave world",
-            Finish::End,
-        );
-        check(
-            &[(User, "say:Hello brave world")],
-            Some(2),
-            &[],
-            "Hello brave",
-            Finish::Length,
-        );
-        check(
-            &[(User, "say:Hello brave world")],
-            Some(3),
-            &[],
-            "Hello brave world",
-            Finish::End,
-        );
-        check(
-            &[(User, "say:Hello brave world")],
-            Some(0),
-            &[],
-            "",
-            Finish::Length,
-        );
-        check(
-            &[(User, "say:Hello brave world")],
-            None,
-            &["ave"],
-            "Hello br",
-            Finish::Stop(0),
-        );
-        check(
-            &[(User, "say:a b c d")],
-            Some(1),
-            &["c"],
-            "a",
-            Finish::Length,
-        );
-        check(
-            &[(User, "say:a b c d")],
-            Some(3),
-            &["x", "c"],
-            "a b ",
-            Finish::Stop(1),
-        );
-        check(
-            &[(User, "say:Hello brave world"), (Assistant, "Hello")],
-            None,
-            &[],
-            " brave world",
-            Finish::End,
-        );
-        check(
-            &[(User, "say:Hello brave world"), (Assistant, "Bye")],
-            None,
-            &[],
-            "Hello brave world",
-            Finish::End,
-        );
-        check(
-            &[(System, "be terse"), (User, "say:ok")],
-            None,
-            &[],
-            "ok",
-            Finish::End,
-        );
+        check(&[(User, "say: Hello brave world ")], None, &[], "Hello brave world", Finish::End);
+        check(&[(User, "say:Hello brave world")], Some(2), &[], "Hello brave", Finish::Length);
+        check(&[(User, "say:Hello brave world")], Some(3), &[], "Hello brave world", Finish::End);
+        check(&[(User, "say:Hello brave world")], Some(0), &[], "", Finish::Length);
+        check(&[(User, "say:Hello brave world")], None, &["ave"], "Hello br", Finish::Stop(0));
+        check(&[(User, "say:a b c d")], Some(1), &["c"], "a", Finish::Length);
+        check(&[(User, "say:a b c d")], Some(3), &["x", "c"], "a b ", Finish::Stop(1));
+        check(&[(User, "say:Hello brave world"), (Assistant, "Hello")], None, &[], " brave world", Finish::End);
+        check(&[(User, "say:Hello brave world"), (Assistant, "Bye")], None, &[], "Hello brave world", Finish::End);
+        check(&[(System, "be terse"), (User, "say:ok")], None, &[], "ok", Finish::End);
     }
 
     #[test]
     fn generated_is_deterministic_and_sized() {
-        let a = answer(
-            &conv("gpt-4o", &[(Role::User, "hello")]),
-            &Limits::default(),
-        );
-        let b = answer(
-            &conv("gpt-4o", &[(Role::User, "hello")]),
-            &Limits::default(),
-        );
-        let c = answer(
-            &conv("gpt-4o-mini", &[(Role::User, "hello")]),
-            &Limits::default(),
-        );
+        let a = answer(&conv("gpt-4o", &[(Role::User, "hello")]), &Limits::default());
+        let b = answer(&conv("gpt-4o", &[(Role::User, "hello")]), &Limits::default());
+        let c = answer(&conv("gpt-4o-mini", &[(Role::User, "hello")]), &Limits::default());
         assert_eq!(a.text(), b.text());
         assert_ne!(a.text(), c.text());
         let n = a.text().split_whitespace().count();
@@ -421,10 +309,7 @@ mod tests {
     fn prefill_of_generated_answer_continues_it() {
         let full = answer(&conv("m", &[(Role::User, "hi")]), &Limits::default());
         let prefix: String = full.text().chars().take(10).collect();
-        let cont = answer(
-            &conv("m", &[(Role::User, "hi"), (Role::Assistant, &prefix)]),
-            &Limits::default(),
-        );
+        let cont = answer(&conv("m", &[(Role::User, "hi"), (Role::Assistant, &prefix)]), &Limits::default());
         assert_eq!(format!("{prefix}{}", cont.text()), full.text());
     }
 
@@ -441,15 +326,7 @@ mod tests {
 
     #[test]
     fn chunking_concatenates() {
-        for text in [
-            "Hello brave world",
-            " lead",
-            "a  b\n c ",
-            "one",
-            "",
-            "x y ",
-            "  ",
-        ] {
+        for text in ["Hello brave world", " lead", "a  b\n c ", "one", "", "x y ", "  "] {
             let parts: Vec<&str> = chunks(text).collect();
             assert_eq!(parts.concat(), text);
             let words = text.split_whitespace().count();
@@ -457,9 +334,6 @@ mod tests {
                 assert_eq!(parts.len(), words, "{text:?} {parts:?}");
             }
         }
-        assert_eq!(
-            chunks("Hello brave world").collect::<Vec<_>>(),
-            ["Hello", " brave", " world"]
-        );
+        assert_eq!(chunks("Hello brave world").collect::<Vec<_>>(), ["Hello", " brave", " world"]);
     }
 }

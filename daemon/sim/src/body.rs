@@ -39,17 +39,11 @@ impl Body for SimBody {
     type Data = Bytes;
     type Error = BodyAbort;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyAbort>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyAbort>>> {
         match self.get_mut() {
             SimBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             SimBody::Frames(it) => Poll::Ready(it.next().map(|b| Ok(Frame::data(b)))),
-            SimBody::Stream(s) => s
-                .as_mut()
-                .poll_next(cx)
-                .map(|o| o.map(|r| r.map(Frame::data))),
+            SimBody::Stream(s) => s.as_mut().poll_next(cx).map(|o| o.map(|r| r.map(Frame::data))),
         }
     }
 
@@ -74,10 +68,7 @@ pub(crate) type Resp = Response<SimBody>;
 
 /// Serializes a value; our response types cannot fail to serialize, but a
 /// failure is still reported rather than panicking.
-pub(crate) fn to_json<T: Serialize>(
-    value: &T,
-    capacity: usize,
-) -> Result<Bytes, serde_json::Error> {
+pub(crate) fn to_json<T: Serialize>(value: &T, capacity: usize) -> Result<Bytes, serde_json::Error> {
     let mut buf = Vec::with_capacity(capacity);
     serde_json::to_writer(&mut buf, value)?;
     Ok(Bytes::from(buf))
@@ -98,39 +89,28 @@ pub(crate) fn with_request_id(mut resp: Resp, flavor: Flavor) -> Resp {
 pub(crate) fn json_bytes(status: StatusCode, body: Bytes) -> Resp {
     let mut resp = Response::new(SimBody::Full(Some(body)));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
 pub(crate) fn json_value<T: Serialize>(status: StatusCode, value: &T) -> Resp {
     match to_json(value, 256) {
         Ok(b) => json_bytes(status, b),
-        Err(e) => plain(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("serialization failed: {e}"),
-        ),
+        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("serialization failed: {e}")),
     }
 }
 
 pub(crate) fn plain(status: StatusCode, text: String) -> Resp {
     let mut resp = Response::new(SimBody::Full(Some(Bytes::from(text))));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }
 
 pub(crate) fn sse_response(body: SimBody) -> Resp {
     let mut resp = Response::new(body);
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }
 
@@ -146,19 +126,10 @@ pub(crate) struct SseWriter {
 
 impl SseWriter {
     pub(crate) fn new(events: usize) -> Self {
-        Self {
-            buf: BytesMut::with_capacity(events * 240),
-            frames: Vec::with_capacity(events + 1),
-            content_start: None,
-            content_end: None,
-        }
+        Self { buf: BytesMut::with_capacity(events * 240), frames: Vec::with_capacity(events + 1), content_start: None, content_end: None }
     }
 
-    pub(crate) fn event<T: Serialize>(
-        &mut self,
-        name: Option<&str>,
-        data: &T,
-    ) -> Result<(), serde_json::Error> {
+    pub(crate) fn event<T: Serialize>(&mut self, name: Option<&str>, data: &T) -> Result<(), serde_json::Error> {
         if let Some(name) = name {
             self.buf.put_slice(b"event: ");
             self.buf.put_slice(name.as_bytes());
@@ -189,11 +160,7 @@ impl SseWriter {
     pub(crate) fn finish(self) -> SsePlan {
         let end = self.content_end.unwrap_or(self.frames.len());
         let start = self.content_start.unwrap_or(end).min(end);
-        SsePlan {
-            frames: self.frames,
-            content_start: start,
-            content_end: end,
-        }
+        SsePlan { frames: self.frames, content_start: start, content_end: end }
     }
 }
 

@@ -70,8 +70,7 @@ struct Health {
 }
 
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Failure> {
-    serde_json::from_slice(body)
-        .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
 /// A control request that failed: status and message.
@@ -98,9 +97,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, ctx: &ConnCtx, req: Request<Inc
             control_url: shared.control_addr.map(|a| format!("http://{a}")),
             fault: shared.faults.current(),
         })),
-        (&Method::GET, "/_sim/fault") => Ok(ok(&FaultView {
-            fault: shared.faults.current(),
-        })),
+        (&Method::GET, "/_sim/fault") => Ok(ok(&FaultView { fault: shared.faults.current() })),
         (&Method::POST, "/_sim/fault") => set_fault(shared, ctx, &body).await,
         (&Method::DELETE, "/_sim/fault") => match shared.set_fault(None).await {
             Ok(()) => Ok(ok(&Nothing {})),
@@ -122,38 +119,21 @@ pub(crate) async fn handle(shared: &Arc<Shared>, ctx: &ConnCtx, req: Request<Inc
             shared.revoke(&r.key);
             ok(&Nothing {})
         }),
-        (
-            _,
-            "/_sim" | "/_sim/health" | "/_sim/fault" | "/_sim/stats" | "/_sim/reset"
-            | "/_sim/config" | "/_sim/keys/revoke",
-        ) => Err(Failure(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed".into(),
-        )),
-        _ => Err(Failure(
-            StatusCode::NOT_FOUND,
-            "unknown control endpoint".into(),
-        )),
+        (_, "/_sim" | "/_sim/health" | "/_sim/fault" | "/_sim/stats" | "/_sim/reset" | "/_sim/config" | "/_sim/keys/revoke") => {
+            Err(Failure(StatusCode::METHOD_NOT_ALLOWED, "method not allowed".into()))
+        }
+        _ => Err(Failure(StatusCode::NOT_FOUND, "unknown control endpoint".into())),
     };
     result.unwrap_or_else(Resp::from)
 }
 
 fn config_view(shared: &Shared) -> ConfigView {
-    ConfigView {
-        token_delay_ms: shared
-            .token_delay()
-            .as_millis()
-            .try_into()
-            .unwrap_or(u64::MAX),
-    }
+    ConfigView { token_delay_ms: shared.token_delay().as_millis().try_into().unwrap_or(u64::MAX) }
 }
 
 async fn set_fault(shared: &Shared, ctx: &ConnCtx, body: &[u8]) -> Result<Resp, Failure> {
-    let fault: Fault = serde_json::from_slice(body)
-        .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("invalid fault: {e}")))?;
-    fault
-        .validate()
-        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    let fault: Fault = serde_json::from_slice(body).map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("invalid fault: {e}")))?;
+    fault.validate().map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
     let shares_api_port = ctx.kind == ListenerKind::Api;
     let refuse = fault.mode == FaultMode::Refuse;
     if refuse && shares_api_port && fault.delay_ms.is_none() {
@@ -170,14 +150,10 @@ async fn set_fault(shared: &Shared, ctx: &ConnCtx, body: &[u8]) -> Result<Resp, 
         // then close it.
         ctx.exempt.store(true, Ordering::Release);
     }
-    shared
-        .set_fault(Some(fault.clone()))
-        .await
-        .map_err(|e| Failure(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")))?;
+    shared.set_fault(Some(fault.clone())).await.map_err(|e| Failure(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")))?;
     let mut resp = ok(&FaultView { fault: Some(fault) });
     if refuse && shares_api_port {
-        resp.headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(resp)
 }

@@ -65,10 +65,7 @@ struct Parts<'a> {
 
 impl ApiError {
     pub(crate) fn invalid(message: impl Into<Cow<'static, str>>, param: &'static str) -> Self {
-        ApiError::InvalidRequest {
-            message: message.into(),
-            param: Some(param),
-        }
+        ApiError::InvalidRequest { message: message.into(), param: Some(param) }
     }
 
     fn parts(&self, flavor: Flavor) -> Parts<'_> {
@@ -90,10 +87,9 @@ impl ApiError {
                 };
                 p(400, message.into(), "invalid_request_error", None, "invalid_request_error")
             }
-            ApiError::InvalidRequest { message, param } => Parts {
-                param: *param,
-                ..p(400, message.clone(), "invalid_request_error", None, "invalid_request_error")
-            },
+            ApiError::InvalidRequest { message, param } => {
+                Parts { param: *param, ..p(400, message.clone(), "invalid_request_error", None, "invalid_request_error") }
+            }
             ApiError::MissingKey => {
                 let message = if openai {
                     "You didn't provide an API key. You need to provide your API key in an \
@@ -148,38 +144,18 @@ impl ApiError {
                     "not_found_error",
                 )
             },
-            ApiError::MethodNotAllowed => {
-                p(405, "Method Not Allowed".into(), "invalid_request_error", None, "invalid_request_error")
+            ApiError::MethodNotAllowed => p(405, "Method Not Allowed".into(), "invalid_request_error", None, "invalid_request_error"),
+            ApiError::TooLarge => {
+                p(413, "Request exceeds the maximum allowed number of bytes.".into(), "invalid_request_error", None, "request_too_large")
             }
-            ApiError::TooLarge => p(
-                413,
-                "Request exceeds the maximum allowed number of bytes.".into(),
-                "invalid_request_error",
-                None,
-                "request_too_large",
-            ),
             ApiError::Server { status, .. } => {
                 let (openai_msg, anthropic_msg, anthropic_type) = match status {
                     502 => ("Bad gateway.", "Bad gateway", "api_error"),
-                    503 => (
-                        "The server is overloaded or not ready yet.",
-                        "Service unavailable",
-                        "api_error",
-                    ),
+                    503 => ("The server is overloaded or not ready yet.", "Service unavailable", "api_error"),
                     529 => ("The server is currently overloaded, please try again later.", "Overloaded", "overloaded_error"),
-                    _ => (
-                        "The server had an error while processing your request. Sorry about that!",
-                        "Internal server error",
-                        "api_error",
-                    ),
+                    _ => ("The server had an error while processing your request. Sorry about that!", "Internal server error", "api_error"),
                 };
-                p(
-                    *status,
-                    if openai { openai_msg } else { anthropic_msg }.into(),
-                    "server_error",
-                    None,
-                    anthropic_type,
-                )
+                p(*status, if openai { openai_msg } else { anthropic_msg }.into(), "server_error", None, anthropic_type)
             }
             ApiError::RateLimited { model, retry_after } => p(
                 429,
@@ -234,10 +210,7 @@ impl ApiError {
                         OPENAI_CONTEXT + prompt_tokens.max(&1)
                     )
                 } else {
-                    format!(
-                        "prompt is too long: {} tokens > {ANTHROPIC_CONTEXT} maximum",
-                        ANTHROPIC_CONTEXT + prompt_tokens.max(&1)
-                    )
+                    format!("prompt is too long: {} tokens > {ANTHROPIC_CONTEXT} maximum", ANTHROPIC_CONTEXT + prompt_tokens.max(&1))
                 };
                 Parts {
                     param: Some("messages"),
@@ -270,9 +243,7 @@ impl ApiError {
                     "invalid_request_error",
                 )
             },
-            ApiError::Internal(detail) => {
-                p(500, format!("internal simulator error: {detail}").into(), "server_error", None, "api_error")
-            }
+            ApiError::Internal(detail) => p(500, format!("internal simulator error: {detail}").into(), "server_error", None, "api_error"),
         }
     }
 
@@ -308,22 +279,14 @@ impl ApiError {
             Flavor::OpenAi => json_value(
                 parts.status,
                 &OpenAiBody {
-                    error: OpenAiError {
-                        message: &parts.message,
-                        kind: parts.openai_type,
-                        param: parts.param,
-                        code: parts.openai_code,
-                    },
+                    error: OpenAiError { message: &parts.message, kind: parts.openai_type, param: parts.param, code: parts.openai_code },
                 },
             ),
             Flavor::Anthropic => json_value(
                 parts.status,
                 &AnthropicBody {
                     kind: "error",
-                    error: AnthropicError {
-                        kind: parts.anthropic_type,
-                        message: &parts.message,
-                    },
+                    error: AnthropicError { kind: parts.anthropic_type, message: &parts.message },
                     request_id: Id::new("req_011C", 20),
                 },
             ),
@@ -347,14 +310,8 @@ impl ApiError {
                     }
                 }
                 Flavor::Anthropic => {
-                    headers.insert(
-                        "anthropic-ratelimit-requests-limit",
-                        HeaderValue::from(50u32),
-                    );
-                    headers.insert(
-                        "anthropic-ratelimit-requests-remaining",
-                        HeaderValue::from(0u32),
-                    );
+                    headers.insert("anthropic-ratelimit-requests-limit", HeaderValue::from(50u32));
+                    headers.insert("anthropic-ratelimit-requests-remaining", HeaderValue::from(0u32));
                 }
             }
         }

@@ -135,16 +135,10 @@ impl fmt::Display for FaultMode {
 impl FromStr for FaultMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        FaultMode::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = FaultMode::ALL.iter().map(|m| m.as_str()).collect();
-                format!(
-                    "unknown fault mode `{s}`; expected one of: {}",
-                    names.join(", ")
-                )
-            })
+        FaultMode::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = FaultMode::ALL.iter().map(|m| m.as_str()).collect();
+            format!("unknown fault mode `{s}`; expected one of: {}", names.join(", "))
+        })
     }
 }
 
@@ -176,14 +170,7 @@ pub struct Fault {
 
 impl Fault {
     pub fn new(mode: FaultMode) -> Self {
-        Self {
-            mode,
-            count: None,
-            delay_ms: None,
-            after_chunks: None,
-            retry_after: None,
-            path: None,
-        }
+        Self { mode, count: None, delay_ms: None, after_chunks: None, retry_after: None, path: None }
     }
     pub fn count(mut self, n: u64) -> Self {
         self.count = Some(n);
@@ -270,12 +257,7 @@ pub(crate) struct RefuseState {
 
 impl FaultSlot {
     pub(crate) fn new() -> Self {
-        Self {
-            armed: AtomicBool::new(false),
-            inner: Mutex::new(None),
-            release: watch::Sender::new(0),
-            refuse: watch::Sender::new(None),
-        }
+        Self { armed: AtomicBool::new(false), inner: Mutex::new(None), release: watch::Sender::new(0), refuse: watch::Sender::new(None) }
     }
 
     pub(crate) fn current(&self) -> Option<Fault> {
@@ -292,22 +274,15 @@ impl FaultSlot {
     pub(crate) fn set(&self, fault: Option<Fault>) -> u64 {
         let mut inner = self.inner.lock();
         let refuse = fault.as_ref().is_some_and(|f| f.mode == FaultMode::Refuse);
-        let until = fault
-            .as_ref()
-            .and_then(|f| f.delay_ms)
-            .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
-        *inner = fault.map(|fault| Armed {
-            remaining: fault.count,
-            fault,
-        });
+        let until = fault.as_ref().and_then(|f| f.delay_ms).map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+        *inner = fault.map(|fault| Armed { remaining: fault.count, fault });
         self.armed.store(inner.is_some(), Ordering::Release);
         let mut generation = 0;
         self.release.send_modify(|g| {
             *g += 1;
             generation = *g;
         });
-        self.refuse
-            .send_replace(refuse.then_some(RefuseState { generation, until }));
+        self.refuse.send_replace(refuse.then_some(RefuseState { generation, until }));
         generation
     }
 
@@ -378,8 +353,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", m.as_str()));
             assert_eq!(m.as_str().parse::<FaultMode>().unwrap(), m);
         }
-        let f: Fault =
-            serde_json::from_str(r#"{"mode":"http_503","count":2,"retry_after":7}"#).unwrap();
+        let f: Fault = serde_json::from_str(r#"{"mode":"http_503","count":2,"retry_after":7}"#).unwrap();
         assert_eq!(f, Fault::new(FaultMode::Http503).count(2).retry_after(7));
         assert!(serde_json::from_str::<Fault>(r#"{"mode":"http_503","cnt":2}"#).is_err());
     }
@@ -387,9 +361,7 @@ mod tests {
     #[test]
     fn count_path_and_shape() {
         let slot = FaultSlot::new();
-        slot.set(Some(
-            Fault::new(FaultMode::Http500).count(2).path("/v1/messages"),
-        ));
+        slot.set(Some(Fault::new(FaultMode::Http500).count(2).path("/v1/messages")));
         let s = Shape::default();
         assert!(slot.take("/v1/chat/completions", s).is_none());
         assert!(slot.take("/v1/messages", s).is_some());
@@ -400,16 +372,7 @@ mod tests {
 
         slot.set(Some(Fault::new(FaultMode::RejectPrefill).count(1)));
         assert!(slot.take("/v1/messages", s).is_none());
-        assert!(
-            slot.take(
-                "/v1/messages",
-                Shape {
-                    prefill: true,
-                    stream: false
-                }
-            )
-            .is_some()
-        );
+        assert!(slot.take("/v1/messages", Shape { prefill: true, stream: false }).is_some());
         assert!(slot.current().is_none());
     }
 }

@@ -24,10 +24,7 @@ pub(crate) fn splitmix64(mut x: u64) -> u64 {
 
 fn seed() -> u64 {
     *SEED.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
         splitmix64(nanos ^ u64::from(std::process::id()).rotate_left(32))
     })
 }
@@ -45,10 +42,7 @@ impl Id {
         let prefix = &prefix.as_bytes()[..prefix.len().min(CAP)];
         buf[..prefix.len()].copy_from_slice(prefix);
         let mut len = prefix.len();
-        let mut rng = seed()
-            ^ COUNTER
-                .fetch_add(1, Ordering::Relaxed)
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut rng = seed() ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut bits = 0u64;
         let mut left = 0u32;
         for _ in 0..random_chars.min(CAP - len) {
@@ -85,10 +79,7 @@ impl std::fmt::Debug for Id {
 
 /// Seconds since the Unix epoch, for `created` fields.
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]

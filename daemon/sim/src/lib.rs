@@ -109,61 +109,34 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         .name("genset-sim".to_owned())
         .spawn(move || run(opts, ready_tx, stop_rx, done_tx))
         .context("spawning the simulator thread")?;
-    let shared = ready_rx
-        .await
-        .context("the simulator thread exited during startup")??;
-    Ok(SimHandle {
-        shared,
-        stop: Some(stop_tx),
-        done: Some(done_rx),
-    })
+    let shared = ready_rx.await.context("the simulator thread exited during startup")??;
+    Ok(SimHandle { shared, stop: Some(stop_tx), done: Some(done_rx) })
 }
 
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if workers <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name("genset-sim-worker")
-            .enable_all()
-            .build()
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).thread_name("genset-sim-worker").enable_all().build()
     }
 }
 
-fn run(
-    opts: SimOptions,
-    ready: oneshot::Sender<anyhow::Result<Arc<Shared>>>,
-    stop: oneshot::Receiver<()>,
-    done: oneshot::Sender<()>,
-) {
+fn run(opts: SimOptions, ready: oneshot::Sender<anyhow::Result<Arc<Shared>>>, stop: oneshot::Receiver<()>, done: oneshot::Sender<()>) {
     let rt = match runtime(opts.workers) {
         Ok(rt) => rt,
         Err(e) => {
-            let _ = ready.send(Err(
-                anyhow::Error::new(e).context("building the simulator runtime")
-            ));
+            let _ = ready.send(Err(anyhow::Error::new(e).context("building the simulator runtime")));
             return;
         }
     };
     let setup = rt.block_on(async {
-        let api = server::bind(opts.listen)
-            .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        let api = server::bind(opts.listen).with_context(|| format!("cannot listen on {}", opts.listen))?;
         let control = match opts.control_listen {
-            Some(addr) => {
-                Some(server::bind(addr).with_context(|| format!("cannot listen on {addr}"))?)
-            }
+            Some(addr) => Some(server::bind(addr).with_context(|| format!("cannot listen on {addr}"))?),
             None => None,
         };
         let control_addr = control.as_ref().map(|c| c.local_addr()).transpose()?;
-        let shared = Arc::new(Shared::new(
-            api.local_addr()?,
-            control_addr,
-            opts.keys,
-            opts.token_delay,
-        ));
+        let shared = Arc::new(Shared::new(api.local_addr()?, control_addr, opts.keys, opts.token_delay));
         server::spawn(shared.clone(), api, control);
         anyhow::Ok(shared)
     });
@@ -202,10 +175,7 @@ impl SimHandle {
     /// Where the `/_sim/` endpoints are reachable even during `refuse`
     /// (the API address when there is no separate control address).
     pub fn control_url(&self) -> String {
-        format!(
-            "http://{}",
-            self.shared.control_addr.unwrap_or(self.shared.api_addr)
-        )
+        format!("http://{}", self.shared.control_addr.unwrap_or(self.shared.api_addr))
     }
 
     /// Sets the active fault, replacing any other. For `refuse` it returns

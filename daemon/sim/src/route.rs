@@ -13,11 +13,7 @@ impl Flavor {
     /// For routes both APIs share (`/v1/models`) and for unknown paths:
     /// Anthropic clients send `anthropic-version` or `x-api-key`.
     pub(crate) fn sniff(headers: &HeaderMap) -> Self {
-        if headers.contains_key("anthropic-version") || headers.contains_key("x-api-key") {
-            Flavor::Anthropic
-        } else {
-            Flavor::OpenAi
-        }
+        if headers.contains_key("anthropic-version") || headers.contains_key("x-api-key") { Flavor::Anthropic } else { Flavor::OpenAi }
     }
 }
 
@@ -76,9 +72,7 @@ impl Route {
 
     pub(crate) fn flavor(self, headers: &HeaderMap) -> Flavor {
         match self {
-            Route::ChatCompletions | Route::Completions | Route::Embeddings | Route::Responses => {
-                Flavor::OpenAi
-            }
+            Route::ChatCompletions | Route::Completions | Route::Embeddings | Route::Responses => Flavor::OpenAi,
             Route::Messages | Route::CountTokens => Flavor::Anthropic,
             Route::Models | Route::Model => Flavor::sniff(headers),
         }
@@ -87,10 +81,7 @@ impl Route {
     /// Resolves a path (query string already removed). A trailing slash is
     /// tolerated.
     pub(crate) fn resolve<'p>(method: &Method, path: &'p str) -> Resolved<'p> {
-        let trimmed = path
-            .strip_suffix('/')
-            .filter(|p| !p.is_empty())
-            .unwrap_or(path);
+        let trimmed = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
         let (route, param) = match trimmed {
             "/v1/chat/completions" => (Route::ChatCompletions, None),
             "/v1/completions" => (Route::Completions, None),
@@ -104,10 +95,6 @@ impl Route {
                 _ => return Resolved::NotFound,
             },
         };
-        if *method == route.method() {
-            Resolved::Api(route, param)
-        } else {
-            Resolved::WrongMethod(route)
-        }
+        if *method == route.method() { Resolved::Api(route, param) } else { Resolved::WrongMethod(route) }
     }
 }

@@ -66,11 +66,7 @@ impl std::error::Error for ConnAbort {}
 /// Binds a listening socket with SO_REUSEADDR, so the port can be bound
 /// again after `refuse` while old connections sit in TIME_WAIT.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
@@ -140,9 +136,7 @@ async fn api_listener(shared: Arc<Shared>, first: TcpListener) {
                 }
                 Err(e) => {
                     tracing::warn!(addr = %shared.api_addr, error = %e, "cannot listen again; retrying");
-                    shared
-                        .listener
-                        .send_replace(ListenerState::BindFailed(e.to_string()));
+                    shared.listener.send_replace(ListenerState::BindFailed(e.to_string()));
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_millis(100)) => {}
                         res = refuse.changed() => if res.is_err() { return },
@@ -179,16 +173,9 @@ async fn api_listener(shared: Arc<Shared>, first: TcpListener) {
 async fn serve_conn(shared: Arc<Shared>, stream: TcpStream, kind: ListenerKind) {
     let _ = stream.set_nodelay(true);
     let _open = (kind == ListenerKind::Api).then(|| shared.stats.connection());
-    let ctx = Arc::new(ConnCtx {
-        kind,
-        reset: AtomicBool::new(false),
-        exempt: AtomicBool::new(false),
-    });
+    let ctx = Arc::new(ConnCtx { kind, reset: AtomicBool::new(false), exempt: AtomicBool::new(false) });
     let mut drop_rx = shared.drop_connections.subscribe();
-    let io = TokioIo::new(SimIo {
-        stream,
-        ctx: ctx.clone(),
-    });
+    let io = TokioIo::new(SimIo { stream, ctx: ctx.clone() });
     let (svc_shared, svc_ctx) = (shared.clone(), ctx.clone());
     let service = service_fn(move |req| serve(svc_shared.clone(), svc_ctx.clone(), req));
     // No timer: hyper's 30 s header-read timeout would also close idle
@@ -212,29 +199,18 @@ async fn serve_conn(shared: Arc<Shared>, stream: TcpStream, kind: ListenerKind) 
 }
 
 /// Every request starts here.
-async fn serve(
-    shared: Arc<Shared>,
-    ctx: Arc<ConnCtx>,
-    req: Request<Incoming>,
-) -> Result<Resp, ConnAbort> {
+async fn serve(shared: Arc<Shared>, ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Resp, ConnAbort> {
     let path = req.uri().path();
     if path == "/_sim" || path.starts_with("/_sim/") {
         return Ok(control::handle(&shared, &ctx, req).await);
     }
     if ctx.kind == ListenerKind::Control {
-        return Ok(plain(
-            StatusCode::NOT_FOUND,
-            "the control port serves /_sim/ only\n".to_owned(),
-        ));
+        return Ok(plain(StatusCode::NOT_FOUND, "the control port serves /_sim/ only\n".to_owned()));
     }
     api_request(&shared, &ctx, req).await
 }
 
-async fn api_request(
-    shared: &Shared,
-    ctx: &ConnCtx,
-    req: Request<Incoming>,
-) -> Result<Resp, ConnAbort> {
+async fn api_request(shared: &Shared, ctx: &ConnCtx, req: Request<Incoming>) -> Result<Resp, ConnAbort> {
     let _in_flight = shared.stats.in_flight();
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
@@ -256,19 +232,10 @@ async fn api_request(
         Resolved::Api(r, _) | Resolved::WrongMethod(r) => Some(*r),
         Resolved::NotFound => None,
     };
-    shared
-        .stats
-        .record_request(route, &parts.method, path, &parts.headers, &body);
+    shared.stats.record_request(route, &parts.method, path, &parts.headers, &body);
     let resp = match resolved {
         Resolved::Api(route, param) => {
-            let cx = ApiCtx {
-                shared,
-                route,
-                flavor,
-                path,
-                headers: &parts.headers,
-                param,
-            };
+            let cx = ApiCtx { shared, route, flavor, path, headers: &parts.headers, param };
             match api::dispatch(&cx, &body).await {
                 Ok(resp) => with_request_id(resp, flavor),
                 Err(Exit::Respond(resp)) => *resp,
@@ -279,11 +246,7 @@ async fn api_request(
             }
         }
         Resolved::WrongMethod(_) => ApiError::MethodNotAllowed.into_response(flavor),
-        Resolved::NotFound => ApiError::NotFound {
-            method: parts.method.to_string(),
-            path: path.to_owned(),
-        }
-        .into_response(flavor),
+        Resolved::NotFound => ApiError::NotFound { method: parts.method.to_string(), path: path.to_owned() }.into_response(flavor),
     };
     shared.stats.record_status(resp.status().as_u16());
     Ok(resp)
@@ -341,29 +304,17 @@ impl Drop for SimIo {
 }
 
 impl AsyncRead for SimIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for SimIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 

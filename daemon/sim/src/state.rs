@@ -44,12 +44,7 @@ pub(crate) struct Shared {
 const LISTENER_WAIT: Duration = Duration::from_secs(5);
 
 impl Shared {
-    pub(crate) fn new(
-        api_addr: SocketAddr,
-        control_addr: Option<SocketAddr>,
-        keys: Option<Vec<String>>,
-        token_delay: Duration,
-    ) -> Self {
+    pub(crate) fn new(api_addr: SocketAddr, control_addr: Option<SocketAddr>, keys: Option<Vec<String>>, token_delay: Duration) -> Self {
         Self {
             api_addr,
             control_addr,
@@ -69,10 +64,7 @@ impl Shared {
     }
 
     pub(crate) fn set_token_delay(&self, d: Duration) {
-        self.token_delay_ms.store(
-            d.as_millis().try_into().unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.token_delay_ms.store(d.as_millis().try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     pub(crate) fn revoke(&self, key: &str) {
@@ -130,20 +122,14 @@ impl Shared {
             headers
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
                 .map(str::trim)
         };
         let key = match flavor {
             Flavor::OpenAi => bearer(),
-            Flavor::Anthropic => headers
-                .get("x-api-key")
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .or_else(bearer),
+            Flavor::Anthropic => {
+                headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty()).or_else(bearer)
+            }
         };
         let key = match key {
             Some(k) if !k.is_empty() => k,
@@ -151,12 +137,6 @@ impl Shared {
         };
         let known = self.keys.as_ref().is_none_or(|keys| keys.contains(key));
         let revoked = self.any_revoked.load(Ordering::Acquire) && self.revoked.read().contains(key);
-        if known && !revoked {
-            Ok(())
-        } else {
-            Err(ApiError::InvalidKey {
-                masked: mask_key(key),
-            })
-        }
+        if known && !revoked { Ok(()) } else { Err(ApiError::InvalidKey { masked: mask_key(key) }) }
     }
 }

@@ -90,14 +90,7 @@ impl Stats {
         }
     }
 
-    pub(crate) fn record_request(
-        &self,
-        route: Option<Route>,
-        method: &Method,
-        path: &str,
-        headers: &HeaderMap,
-        body: &Bytes,
-    ) {
+    pub(crate) fn record_request(&self, route: Option<Route>, method: &Method, path: &str, headers: &HeaderMap, body: &Bytes) {
         self.total.fetch_add(1, Ordering::Relaxed);
         match route {
             Some(r) => {
@@ -105,12 +98,7 @@ impl Stats {
             }
             None => *self.other_paths.lock().entry(path.to_owned()).or_insert(0) += 1,
         }
-        let last = Last {
-            method: method.clone(),
-            path: path.into(),
-            headers: headers.clone(),
-            body: body.clone(),
-        };
+        let last = Last { method: method.clone(), path: path.into(), headers: headers.clone(), body: body.clone() };
         // Drop the previous one outside the lock.
         let _previous = self.last.lock().replace(last);
     }
@@ -135,13 +123,9 @@ impl Stats {
 
     pub(crate) fn reset(&self) {
         self.total.store(0, Ordering::Relaxed);
-        self.by_route
-            .iter()
-            .for_each(|c| c.store(0, Ordering::Relaxed));
+        self.by_route.iter().for_each(|c| c.store(0, Ordering::Relaxed));
         self.other_paths.lock().clear();
-        self.by_status
-            .iter()
-            .for_each(|c| c.store(0, Ordering::Relaxed));
+        self.by_status.iter().for_each(|c| c.store(0, Ordering::Relaxed));
         self.faults_served.store(0, Ordering::Relaxed);
         *self.last.lock() = None;
     }
@@ -167,9 +151,8 @@ impl Stats {
             method: l.method.to_string(),
             path: l.path.to_string(),
             headers: headers_map(&l.headers),
-            body: serde_json::from_slice(&l.body).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(&l.body).into_owned())
-            }),
+            body: serde_json::from_slice(&l.body)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&l.body).into_owned())),
         });
         SimStats {
             total_requests: self.total.load(Ordering::Relaxed),

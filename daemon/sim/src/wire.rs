@@ -42,9 +42,7 @@ impl<'a> Text<'a> {
     }
 
     pub(crate) fn words(&self) -> u64 {
-        self.parts()
-            .map(|p| p.split_whitespace().count() as u64)
-            .sum()
+        self.parts().map(|p| p.split_whitespace().count() as u64).sum()
     }
 
     fn push(&mut self, s: Cow<'a, str>) {
@@ -277,17 +275,10 @@ mod tests {
         assert_eq!(text(r#""hi there""#), ["hi there"]);
         assert_eq!(text("null"), Vec::<String>::new());
         assert_eq!(
-            text(
-                r#"[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"b"}]"#
-            ),
+            text(r#"[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"b"}]"#),
             ["a", "b"]
         );
-        assert_eq!(
-            text(
-                r#"[{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"r"}]}]"#
-            ),
-            ["r"]
-        );
+        assert_eq!(text(r#"[{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"r"}]}]"#), ["r"]);
         assert_eq!(text(r#"["x", "y"]"#), ["x", "y"]);
         assert_eq!(text(r#"[[1,2,3]]"#), Vec::<String>::new());
         assert_eq!(text(r#""esc\"aped""#), ["esc\"aped"]);

@@ -18,10 +18,7 @@ use llama_cpp_2::{LlamaStateSeqFlags, LogOptions, SeqState, send_logs_to_tracing
 use parking_lot::Mutex;
 
 use crate::sched::{self, Backend, BatchItem, JobSpec, SchedConfig, Token};
-use crate::{
-    BoxFuture, Embeddings, Engine, EngineError, GenerateRequest, Generation, ModelConfig, ModelKind, ModelStats,
-    Prompt,
-};
+use crate::{BoxFuture, Embeddings, Engine, EngineError, GenerateRequest, Generation, ModelConfig, ModelKind, ModelStats, Prompt};
 use sampler::SeqSampler;
 use template::ChatTemplate;
 
@@ -59,14 +56,11 @@ impl LlamaEngine {
     pub(crate) fn load(cfg: &ModelConfig) -> Result<Self, EngineError> {
         let path = cfg.path.as_deref().ok_or_else(|| EngineError::InvalidRequest("path is required".into()))?;
         let backend = backend()?;
-        let file_size = std::fs::metadata(path)
-            .map_err(|e| EngineError::Unavailable(format!("{}: {e}", path.display())))?
-            .len();
+        let file_size = std::fs::metadata(path).map_err(|e| EngineError::Unavailable(format!("{}: {e}", path.display())))?.len();
         let params = LlamaModelParams::default().with_n_gpu_layers(cfg.gpu_layers);
         let started = std::time::Instant::now();
-        let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
-            EngineError::Unavailable(format!("llama.cpp could not load {} ({e}); see the llama.cpp log", path.display()))
-        })?;
+        let model = LlamaModel::load_from_file(backend, path, &params)
+            .map_err(|e| EngineError::Unavailable(format!("llama.cpp could not load {} ({e}); see the llama.cpp log", path.display())))?;
         let model = Arc::new(model);
         let template = ChatTemplate::resolve(&model, cfg.chat_template.as_deref())
             .map_err(|e| EngineError::InvalidRequest(format!("chat_template: {e}")))?;
@@ -158,9 +152,10 @@ impl LlamaEngine {
     fn tokenize(&self, prompt: &Prompt) -> Result<Vec<Token>, EngineError> {
         let text = match prompt {
             Prompt::Chat { messages, tools } => {
-                let t = self.template.as_ref().ok_or_else(|| {
-                    EngineError::Unsupported("chat: the model has no chat template (configure chat_template)".into())
-                })?;
+                let t = self
+                    .template
+                    .as_ref()
+                    .ok_or_else(|| EngineError::Unsupported("chat: the model has no chat template (configure chat_template)".into()))?;
                 // A trailing assistant turn is a prefill: the answer continues it (how genset
                 // rescues a stream cut mid-answer, and Anthropic's prefill semantics).
                 match messages.split_last() {
@@ -218,13 +213,8 @@ impl Engine for LlamaEngine {
         let tokenized: Result<Vec<Vec<Token>>, EngineError> = input
             .iter()
             .map(|s| {
-                let toks: Vec<Token> =
-                    self.model.vocab().tokenize(s.as_bytes(), true, false).into_iter().map(|t| t.0).collect();
-                if toks.len() > context {
-                    Err(EngineError::ContextTooLong { prompt_tokens: toks.len(), context })
-                } else {
-                    Ok(toks)
-                }
+                let toks: Vec<Token> = self.model.vocab().tokenize(s.as_bytes(), true, false).into_iter().map(|t| t.0).collect();
+                if toks.len() > context { Err(EngineError::ContextTooLong { prompt_tokens: toks.len(), context }) } else { Ok(toks) }
             })
             .collect();
         Box::pin(async move {
@@ -233,11 +223,7 @@ impl Engine for LlamaEngine {
                 return Ok(Embeddings { vectors: vec![], prompt_tokens: 0 });
             }
             let prompt_tokens = tokens.iter().map(Vec::len).sum();
-            let vectors = self
-                .handle
-                .embed(tokens)
-                .await
-                .map_err(|_| EngineError::Unavailable("the engine stopped".into()))??;
+            let vectors = self.handle.embed(tokens).await.map_err(|_| EngineError::Unavailable("the engine stopped".into()))??;
             Ok(Embeddings { vectors, prompt_tokens })
         })
     }
@@ -323,18 +309,8 @@ impl<'m> LlamaRunner<'m> {
             .with_n_threads_batch(threads as i32)
             .with_kv_unified(true)
             .with_swa_full(true);
-        let ctx = model
-            .new_context(backend, params)
-            .map_err(|e| format!("llama.cpp could not create a context of {n_ctx} tokens: {e}"))?;
-        Ok(LlamaRunner {
-            backend,
-            model,
-            ctx,
-            batch: LlamaBatch::new(batch as usize, 1),
-            embed_ctx: None,
-            context,
-            threads,
-        })
+        let ctx = model.new_context(backend, params).map_err(|e| format!("llama.cpp could not create a context of {n_ctx} tokens: {e}"))?;
+        Ok(LlamaRunner { backend, model, ctx, batch: LlamaBatch::new(batch as usize, 1), embed_ctx: None, context, threads })
     }
 
     fn embed_one(&mut self, tokens: &[Token]) -> Result<Vec<f32>, EngineError> {
@@ -417,9 +393,7 @@ impl Backend for LlamaRunner<'_> {
     fn decode(&mut self, batch: &[BatchItem]) -> Result<(), String> {
         self.batch.clear();
         for item in batch {
-            self.batch
-                .add(LlamaToken(item.token), item.pos as i32, &[item.slot as i32], item.logits)
-                .map_err(|e| e.to_string())?;
+            self.batch.add(LlamaToken(item.token), item.pos as i32, &[item.slot as i32], item.logits).map_err(|e| e.to_string())?;
         }
         self.ctx.decode(&mut self.batch).map_err(|e| e.to_string())
     }

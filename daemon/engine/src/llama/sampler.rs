@@ -77,9 +77,7 @@ impl SeqSampler {
             match usize::try_from(tok) {
                 Ok(t) if t < n_vocab => bias.push((t, if b <= -100.0 { f32::NEG_INFINITY } else { b })),
                 _ => {
-                    return Err(EngineError::InvalidRequest(format!(
-                        "logit_bias: token {tok} is not in the model's vocabulary"
-                    )));
+                    return Err(EngineError::InvalidRequest(format!("logit_bias: token {tok} is not in the model's vocabulary")));
                 }
             }
         }
@@ -217,13 +215,8 @@ impl SeqSampler {
             self.candidates.selected = None;
             g.apply(&mut self.candidates);
             // Still best first: the grammar only masks.
-            let allowed: Vec<(f32, usize)> = self
-                .candidates
-                .data
-                .iter()
-                .filter(|d| d.logit() != f32::NEG_INFINITY)
-                .map(|d| (d.logit(), d.id().0 as usize))
-                .collect();
+            let allowed: Vec<(f32, usize)> =
+                self.candidates.data.iter().filter(|d| d.logit() != f32::NEG_INFINITY).map(|d| (d.logit(), d.id().0 as usize)).collect();
             if allowed.len() >= need {
                 if self.greedy {
                     return Ok(allowed[0].1 as i32);
@@ -235,9 +228,7 @@ impl SeqSampler {
             }
         }
         self.candidates.data.clear();
-        self.candidates
-            .data
-            .extend(row.iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)));
+        self.candidates.data.extend(row.iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)));
         for &(i, l) in &self.overrides {
             if let Some(d) = self.candidates.data.get_mut(i) {
                 d.set_logit(l);
@@ -282,10 +273,8 @@ pub(crate) fn candidates(row: &[f32], k: usize, overrides: &[(usize, f32)]) -> V
     if overrides.is_empty() {
         return top_k(row, k);
     }
-    let mut out: Vec<(f32, usize)> = top_k(row, k + overrides.len())
-        .into_iter()
-        .filter(|(_, i)| overrides.binary_search_by_key(i, |o| o.0).is_err())
-        .collect();
+    let mut out: Vec<(f32, usize)> =
+        top_k(row, k + overrides.len()).into_iter().filter(|(_, i)| overrides.binary_search_by_key(i, |o| o.0).is_err()).collect();
     out.extend(overrides.iter().filter(|o| !o.1.is_nan()).map(|&(i, l)| (l, i)));
     out.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
     out.truncate(k.max(1));

@@ -81,12 +81,7 @@ impl ChatTemplate {
         }
     }
 
-    pub(crate) fn render(
-        &self,
-        model: &LlamaModel,
-        messages: &[ChatMessage],
-        tools: &[serde_json::Value],
-    ) -> Result<String, EngineError> {
+    pub(crate) fn render(&self, model: &LlamaModel, messages: &[ChatMessage], tools: &[serde_json::Value]) -> Result<String, EngineError> {
         if messages.is_empty() {
             return Err(EngineError::InvalidRequest("messages: at least one message is required".into()));
         }
@@ -109,9 +104,7 @@ impl ChatTemplate {
             }
             ChatTemplate::Jinja { env, supports_tools, bos, eos, origin } => {
                 if uses_tools && !supports_tools {
-                    return Err(EngineError::Unsupported(format!(
-                        "tools: the model's chat template ({origin}) has no tool support"
-                    )));
+                    return Err(EngineError::Unsupported(format!("tools: the model's chat template ({origin}) has no tool support")));
                 }
                 let ctx = Ctx {
                     messages,
@@ -153,10 +146,8 @@ fn strftime_now(fmt: &str) -> String {
 }
 
 fn strftime(fmt: &str, secs: u64) -> String {
-    const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
-        "December",
-    ];
+    const MONTHS: [&str; 12] =
+        ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

@@ -171,14 +171,7 @@ impl Drop for Harness {
 }
 
 fn cfg(slots: usize) -> SchedConfig {
-    SchedConfig {
-        slots,
-        n_batch: 64,
-        context: 256,
-        max_queue: 16,
-        max_wait: Duration::from_secs(30),
-        burst: Burst::OFF,
-    }
+    SchedConfig { slots, n_batch: 64, context: 256, max_queue: 16, max_wait: Duration::from_secs(30), burst: Burst::OFF }
 }
 
 fn start(cfg: SchedConfig, tweak: impl FnOnce(&mut Fake)) -> Harness {
@@ -280,10 +273,7 @@ async fn context_and_max_tokens_admission() {
         Err(EngineError::ContextTooLong { prompt_tokens: 256, context: 256 }) => {}
         other => panic!("expected ContextTooLong, got {other:?}"),
     }
-    assert!(matches!(
-        h.handle.submit(job(vec![], 5, FakeSampler::counting())),
-        Err(EngineError::InvalidRequest(_))
-    ));
+    assert!(matches!(h.handle.submit(job(vec![], 5, FakeSampler::counting())), Err(EngineError::InvalidRequest(_))));
     // max_tokens is clamped to what the context has left.
     let prompt: Vec<Token> = (1..=250).collect();
     let c = h.handle.submit(job(prompt, 1000, FakeSampler::counting())).unwrap().collect().await.unwrap();
@@ -649,7 +639,11 @@ async fn a_burst_with_one_system_prompt_computes_it_once() {
     }
     // Usage says so: the shared tokens are cached tokens.
     assert_eq!(done[0].usage.cached_tokens, 0);
-    assert!(done[1..].iter().all(|c| c.usage.cached_tokens == 100 && c.usage.prompt_tokens == 102), "{:?}", done.iter().map(|c| c.usage).collect::<Vec<_>>());
+    assert!(
+        done[1..].iter().all(|c| c.usage.cached_tokens == 100 && c.usage.prompt_tokens == 102),
+        "{:?}",
+        done.iter().map(|c| c.usage).collect::<Vec<_>>()
+    );
     // Same answers as unshared (the fake counts up from 100 whatever the prompt).
     assert!(done.iter().all(|c| c.text == "t100 t101 t102 "));
 }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use genset_engine::{
-    ChatMessage, Engine, EngineRegistry, GenerateEvent, GenerateRequest, Generation, LoadOptions, ModelConfig,
-    Prompt, SamplingParams,
+    ChatMessage, Engine, EngineRegistry, GenerateEvent, GenerateRequest, Generation, LoadOptions, ModelConfig, Prompt, SamplingParams,
 };
 
 pub const SHA256: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";

@@ -82,17 +82,11 @@ impl From<ApiError> for AdminError {
 type Result<T> = std::result::Result<T, AdminError>;
 
 pub(crate) fn authorize(req: &HttpRequest, st: &AdminState) -> Result<()> {
-    let given = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
     if !given.is_empty() && constant_time_eq(given.trim().as_bytes(), st.token.as_bytes()) {
         Ok(())
     } else {
-        Err(ApiError::new(ErrorKind::Authentication, "missing or wrong admin token (Authorization: Bearer <admin.token_file>)")
-            .into())
+        Err(ApiError::new(ErrorKind::Authentication, "missing or wrong admin token (Authorization: Bearer <admin.token_file>)").into())
     }
 }
 
@@ -311,8 +305,7 @@ async fn list_keys(req: HttpRequest, st: web::Data<AdminState>) -> Result<HttpRe
 
 async fn create_key(req: HttpRequest, st: web::Data<AdminState>, body: web::Bytes) -> Result<HttpResponse> {
     authorize(&req, &st)?;
-    let c: CreateKey = serde_json::from_slice(&body)
-        .map_err(|e| AdminError(ApiError::invalid(format!("bad request body: {e}"))))?;
+    let c: CreateKey = serde_json::from_slice(&body).map_err(|e| AdminError(ApiError::invalid(format!("bad request body: {e}"))))?;
     let cfg = st.config.load();
     if let Some(uc) = &c.use_case
         && !cfg.use_cases.iter().any(|u| &u.name == uc)
@@ -330,8 +323,10 @@ async fn create_key(req: HttpRequest, st: web::Data<AdminState>, body: web::Byte
             Some(_) => {}
         }
     } else if !cfg.upstreams.iter().any(|u| u.api_key.is_some()) {
-        return Err(ApiError::invalid("no upstream holds a credential (api_key_env / api_key_file): virtual keys would have nothing to map to")
-            .into());
+        return Err(ApiError::invalid(
+            "no upstream holds a credential (api_key_env / api_key_file): virtual keys would have nothing to map to",
+        )
+        .into());
     }
     let name = c.name.unwrap_or_else(|| c.use_case.clone().unwrap_or_else(|| "key".into()));
     let (row, key) = st.keys.issue(&name, c.use_case, c.upstream, now_ms());

@@ -226,7 +226,10 @@ pub fn validate(
         let schedule = match d.schedule {
             Some(s) => {
                 let parsed = cron::Schedule::from_str(&s).map_err(|e| {
-                    ConfigError::new(p("schedule"), format!("not a cron expression ({e}): {s:?} (sec min hour day month weekday, e.g. \"0 0 3 * * Sun\")"))
+                    ConfigError::new(
+                        p("schedule"),
+                        format!("not a cron expression ({e}): {s:?} (sec min hour day month weekday, e.g. \"0 0 3 * * Sun\")"),
+                    )
                 })?;
                 Some((s, parsed))
             }

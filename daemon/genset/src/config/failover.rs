@@ -216,7 +216,9 @@ pub fn chain(
             }
             ChainStep::Local(m.to_string())
         } else {
-            ChainStep::Upstream(upstream_index(e).ok_or_else(|| ConfigError::new(&ep, format!("no upstream named {e:?} (or write local:<model>)")))?)
+            ChainStep::Upstream(
+                upstream_index(e).ok_or_else(|| ConfigError::new(&ep, format!("no upstream named {e:?} (or write local:<model>)")))?,
+            )
         };
         if out.contains(&step) {
             return Err(ConfigError::new(ep, format!("{e:?} appears twice in the chain")));

@@ -17,8 +17,8 @@ use regex::Regex;
 
 pub use cidr::Cidr;
 pub use failover::{BreakerConfig, ChainStep, FailoverConfig, OnCutoff, Rate, RoutingPolicy};
-pub use secret::Secret;
 pub use genset_engine::ModelConfig;
+pub use secret::Secret;
 
 use crate::api::error::Flavor;
 
@@ -288,8 +288,7 @@ fn addr(path: &str, s: &str) -> Result<SocketAddr, ConfigError> {
 impl Config {
     /// Read and validate a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))?;
         Self::from_toml(&text, path)
     }
 
@@ -425,8 +424,7 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
             return Err(ConfigError::new(p("api_key_env"), "give at most one of api_key_env, api_key_file, api_key_credential"));
         }
         let api_key = if let Some(var) = &u.api_key_env {
-            let v = std::env::var(var)
-                .map_err(|_| ConfigError::new(p("api_key_env"), format!("environment variable {var} is not set")))?;
+            let v = std::env::var(var).map_err(|_| ConfigError::new(p("api_key_env"), format!("environment variable {var} is not set")))?;
             Some(Secret::new(v.trim().to_string()))
         } else if let Some(f) = &u.api_key_file {
             Some(Secret::new(read_secret_file(f).map_err(|m| ConfigError::new(p("api_key_file"), m))?))
@@ -466,10 +464,8 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
     }
 
     let find_upstream = |path: &str, name: &str, want: Option<Flavor>| -> Result<usize, ConfigError> {
-        let i = upstreams
-            .iter()
-            .position(|u| u.name == name)
-            .ok_or_else(|| ConfigError::new(path, format!("no upstream named {name:?}")))?;
+        let i =
+            upstreams.iter().position(|u| u.name == name).ok_or_else(|| ConfigError::new(path, format!("no upstream named {name:?}")))?;
         if let Some(f) = want
             && upstreams[i].api != f
         {
@@ -534,7 +530,12 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
             "extraction" => genset_eval::Kind::Extraction,
             "generation" => genset_eval::Kind::Generation,
             "custom" => genset_eval::Kind::Custom,
-            o => return Err(ConfigError::new(p("kind"), format!("unknown kind {o:?}: expected classification, extraction, generation or custom"))),
+            o => {
+                return Err(ConfigError::new(
+                    p("kind"),
+                    format!("unknown kind {o:?}: expected classification, extraction, generation or custom"),
+                ));
+            }
         };
         let thresholds = uc.readiness.unwrap_or_default();
         thresholds.validate().map_err(|m| ConfigError::new(p("readiness"), m))?;
@@ -546,7 +547,14 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
             "reject" => false,
             o => return Err(ConfigError::new(p("on_marginal"), format!("unknown policy {o:?}: expected serve or reject"))),
         };
-        let eval = UseCaseEval { kind, labels: uc.labels, thresholds, serve_marginal, local_system_prompt: uc.local_system_prompt, canaries: uc.canaries };
+        let eval = UseCaseEval {
+            kind,
+            labels: uc.labels,
+            thresholds,
+            serve_marginal,
+            local_system_prompt: uc.local_system_prompt,
+            canaries: uc.canaries,
+        };
         use_cases.push(UseCaseConfig {
             name: uc.name,
             description: uc.description,
@@ -582,7 +590,8 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
         log_level: raw.telemetry.log_level.unwrap_or_else(|| "info".into()),
         otlp_endpoint: match raw.telemetry.otlp_endpoint {
             Some(u) => {
-                let parsed = reqwest::Url::parse(&u).map_err(|e| ConfigError::new("telemetry.otlp_endpoint", format!("not an absolute URL ({e})")))?;
+                let parsed = reqwest::Url::parse(&u)
+                    .map_err(|e| ConfigError::new("telemetry.otlp_endpoint", format!("not an absolute URL ({e})")))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(ConfigError::new("telemetry.otlp_endpoint", "must be an http:// or https:// URL (OTLP over HTTP)"));
                 }
@@ -593,7 +602,9 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
         otlp_headers: raw.telemetry.otlp_headers.into_iter().map(|(k, v)| (k, Secret::new(v))).collect(),
         service_name: raw.telemetry.service_name.unwrap_or_else(|| "gensetd".into()),
         trace_sample_ratio: match raw.telemetry.trace_sample_ratio {
-            Some(r) if !(0.0..=1.0).contains(&r) => return Err(ConfigError::new("telemetry.trace_sample_ratio", "must be between 0 and 1")),
+            Some(r) if !(0.0..=1.0).contains(&r) => {
+                return Err(ConfigError::new("telemetry.trace_sample_ratio", "must be between 0 and 1"));
+            }
             Some(r) => r,
             None => 1.0,
         },
@@ -609,7 +620,8 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
         timeout: duration("evaluation.timeout", &e.timeout)?,
         webhook: match &e.webhook {
             Some(u) => {
-                let parsed = reqwest::Url::parse(u).map_err(|err| ConfigError::new("evaluation.webhook", format!("not an absolute URL ({err})")))?;
+                let parsed =
+                    reqwest::Url::parse(u).map_err(|err| ConfigError::new("evaluation.webhook", format!("not an absolute URL ({err})")))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(ConfigError::new("evaluation.webhook", "must be an http:// or https:// URL"));
                 }
@@ -624,12 +636,21 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
                     return Err(ConfigError::new("evaluation.judge.upstream", format!("no upstream named {:?}", j.upstream)));
                 };
                 if u.api_key.is_none() {
-                    return Err(ConfigError::new("evaluation.judge.upstream", format!("upstream {:?} holds no key of its own (api_key_env / api_key_file)", j.upstream)));
+                    return Err(ConfigError::new(
+                        "evaluation.judge.upstream",
+                        format!("upstream {:?} holds no key of its own (api_key_env / api_key_file)", j.upstream),
+                    ));
                 }
                 if !(0.0..=1.0).contains(&j.sample) {
                     return Err(ConfigError::new("evaluation.judge.sample", "must be between 0 and 1"));
                 }
-                Some(JudgeConfig { upstream: j.upstream.clone(), model: j.model.clone(), rubric: j.rubric.clone(), sample: j.sample, daily_tokens: j.daily_tokens })
+                Some(JudgeConfig {
+                    upstream: j.upstream.clone(),
+                    model: j.model.clone(),
+                    rubric: j.rubric.clone(),
+                    sample: j.sample,
+                    daily_tokens: j.daily_tokens,
+                })
             }
         },
         embedding_model: match &e.embedding_model {
@@ -642,7 +663,8 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
     let uc_names: Vec<String> = use_cases.iter().map(|u: &UseCaseConfig| u.name.clone()).collect();
     let (drills, drill_verdict, reports) = drills::validate(raw.drills, raw.drill_verdict, raw.reports, raw.pricing, &uc_names)?;
     let by_name = |n: &str| upstreams.iter().position(|u| u.name == n);
-    let default_chain = raw.routing.default_chain.as_ref().map(|c| failover::chain("routing.default_chain", c, &by_name, &raw.models)).transpose()?;
+    let default_chain =
+        raw.routing.default_chain.as_ref().map(|c| failover::chain("routing.default_chain", c, &by_name, &raw.models)).transpose()?;
 
     Ok(Config {
         drills,
@@ -690,13 +712,12 @@ fn compile_rule(path: &str, m: raw::RawMatch) -> Result<MatchRule, ConfigError> 
         system_prompt,
         api_key_sha256: m.api_key_sha256.map(|h| h.to_ascii_lowercase()),
     };
-    if rule.header.is_none()
-        && rule.model.is_none()
-        && rule.path.is_none()
-        && rule.system_prompt.is_none()
-        && rule.api_key_sha256.is_none()
+    if rule.header.is_none() && rule.model.is_none() && rule.path.is_none() && rule.system_prompt.is_none() && rule.api_key_sha256.is_none()
     {
-        return Err(ConfigError::new(path, "an empty rule would match everything; give header, model, path, system_prompt or api_key_sha256"));
+        return Err(ConfigError::new(
+            path,
+            "an empty rule would match everything; give header, model, path, system_prompt or api_key_sha256",
+        ));
     }
     Ok(rule)
 }
@@ -741,7 +762,10 @@ mod tests {
             ("[recording]\nretention = \"forever\"", "recording.retention"),
             ("[[upstreams]]\nname = \"a\"\napi = \"openai\"\nbase_url = \"api.openai.com\"", "upstreams[0].base_url"),
             ("[[upstreams]]\nname = \"a\"\napi = \"gemini\"\nbase_url = \"http://x\"", "upstreams[0].api"),
-            ("[[upstreams]]\nname = \"a\"\napi = \"openai\"\nbase_url = \"http://x\"\napi_key_env = \"GENSET_SURELY_UNSET_VAR\"", "upstreams[0].api_key_env"),
+            (
+                "[[upstreams]]\nname = \"a\"\napi = \"openai\"\nbase_url = \"http://x\"\napi_key_env = \"GENSET_SURELY_UNSET_VAR\"",
+                "upstreams[0].api_key_env",
+            ),
             ("[[use_cases]]\nname = \"x\"\nmatch = { system_prompt = \"(\" }", "use_cases[0].match.system_prompt"),
             ("[[use_cases]]\nname = \"x\"\nmatch = [{ model = \"a\" }, { header = \"h\" }]", "use_cases[0].match[1].value"),
             ("[[use_cases]]\nname = \"x\"\nupstream = \"nope\"", "use_cases[0].upstream"),

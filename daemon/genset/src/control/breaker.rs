@@ -205,7 +205,11 @@ impl Breaker {
                 } else {
                     let (n, bad) = (self.window.total, self.window.bad);
                     (n >= self.cfg.min_volume && f64::from(bad) / f64::from(n) >= self.cfg.failure_rate).then(|| {
-                        format!("{bad} of the last {n} outcomes failed (threshold {:.0}%), the last: {}", self.cfg.failure_rate * 100.0, outcome.cause())
+                        format!(
+                            "{bad} of the last {n} outcomes failed (threshold {:.0}%), the last: {}",
+                            self.cfg.failure_rate * 100.0,
+                            outcome.cause()
+                        )
                     })
                 };
                 if let Some(cause) = cause {
@@ -306,7 +310,6 @@ impl Breaker {
         self.rng = x;
         0.8 + 0.4 * ((x >> 11) as f64 / (1u64 << 53) as f64)
     }
-
 }
 
 /// Outcome counts over a sliding time window, in buckets of 1/100 of the window (at least
@@ -516,7 +519,9 @@ mod tests {
             if b.failing() && now % 1000 == 0 {
                 t.extend(b.record(now, &outcome, Source::Probe));
             }
-            flips.extend(t.into_iter().filter(|tr| matches!(tr, Transition::FailoverEntered { .. } | Transition::FailoverLeft { .. })).map(|_| now));
+            flips.extend(
+                t.into_iter().filter(|tr| matches!(tr, Transition::FailoverEntered { .. } | Transition::FailoverLeft { .. })).map(|_| now),
+            );
         }
         assert_eq!(flips.len(), 2, "{flips:?}");
         assert!(flips[0] - 10_000 <= 300, "entered within 0.3 s: {flips:?}");

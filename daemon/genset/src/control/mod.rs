@@ -198,7 +198,11 @@ const MODE_KEY: &str = "mode";
 impl Controller {
     /// Load the saved breaker states and mode, and start the writer, the ticker and the probes.
     /// The tasks stop when `cancel` fires; await the handle to drain the pending writes.
-    pub async fn start(store: Store, cfg: &Config, cancel: CancellationToken) -> anyhow::Result<(Arc<Controller>, tokio::task::JoinHandle<()>)> {
+    pub async fn start(
+        store: Store,
+        cfg: &Config,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<(Arc<Controller>, tokio::task::JoinHandle<()>)> {
         let saved: std::collections::HashMap<String, breaker::Persisted> = store
             .load_upstream_states()
             .await?
@@ -256,7 +260,8 @@ impl Controller {
                     h.breaker.lock().set_config(cfg.failover.breaker.clone());
                     return h.clone();
                 }
-                let seed = u.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)) ^ now as u64;
+                let seed =
+                    u.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)) ^ now as u64;
                 let breaker = match saved.get(&u.name) {
                     Some(p) => Breaker::restore(cfg.failover.breaker.clone(), seed, p),
                     None => Breaker::new(cfg.failover.breaker.clone(), seed),
@@ -466,7 +471,11 @@ impl Controller {
             };
             self.write(Write::Event { ts_ms: now, kind, subject: h.name.clone(), cause, detail });
         }
-        self.write(Write::UpstreamState { upstream: h.name.clone(), json: serde_json::to_string(&persisted).unwrap_or_default(), ts_ms: now });
+        self.write(Write::UpstreamState {
+            upstream: h.name.clone(),
+            json: serde_json::to_string(&persisted).unwrap_or_default(),
+            ts_ms: now,
+        });
         self.bump();
     }
 

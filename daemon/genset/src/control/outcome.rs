@@ -139,7 +139,12 @@ mod tests {
         check(403, r#"{"type":"error","error":{"type":"permission_error"}}"#, true, "cut-off");
         check(429, r#"{"error":{"code":"insufficient_quota","type":"insufficient_quota"}}"#, false, "cut-off");
         check(429, r#"{"error":{"code":"rate_limit_exceeded"}}"#, true, "transient");
-        check(400, r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}"#, true, "cut-off");
+        check(
+            400,
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}"#,
+            true,
+            "cut-off",
+        );
         check(400, r#"{"error":{"code":"context_length_exceeded"}}"#, true, "not-counted");
         check(400, r#"{"type":"error","error":{"message":"prompt is too long: 250000 tokens > 200000 maximum"}}"#, true, "not-counted");
         check(400, r#"{"error":{"code":"content_policy_violation"}}"#, true, "not-counted");

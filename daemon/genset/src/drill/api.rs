@@ -35,8 +35,9 @@ fn error(e: DrillError) -> std::result::Result<HttpResponse, AdminError> {
     match e {
         DrillError::Invalid(m) => Err(ApiError::invalid(m).into()),
         DrillError::NotFound(_) => Err(ApiError::new(ErrorKind::NotFound, e.to_string()).into()),
-        DrillError::Conflict(m) => Ok(HttpResponse::Conflict()
-            .json(json!({"error": {"message": m, "type": "conflict", "param": null, "code": "drill_conflict"}}))),
+        DrillError::Conflict(m) => {
+            Ok(HttpResponse::Conflict().json(json!({"error": {"message": m, "type": "conflict", "param": null, "code": "drill_conflict"}})))
+        }
         DrillError::Store(e) => {
             tracing::error!(error = %e, "drills API: store error");
             Err(ApiError::new(ErrorKind::Internal, "the store failed; see the daemon log").into())
@@ -118,10 +119,7 @@ async fn report(req: HttpRequest, st: web::Data<AdminState>) -> Result<HttpRespo
         q.format.as_deref().unwrap_or("json").parse().map_err(|e: String| ApiError::invalid(e).with_param("format"))?;
     let (ct, bytes) = d.render_report(&period, format).await.map_err(|e| ApiError::new(ErrorKind::Internal, e))?;
     let filename = format!("genset-report-{}.{}", period.label.replace("..", "_"), format.extension());
-    Ok(HttpResponse::Ok()
-        .content_type(ct)
-        .insert_header(("content-disposition", format!("inline; filename=\"{filename}\"")))
-        .body(bytes))
+    Ok(HttpResponse::Ok().content_type(ct).insert_header(("content-disposition", format!("inline; filename=\"{filename}\""))).body(bytes))
 }
 
 /// `gensetctl drill` subcommands as (method, path, body).
@@ -144,7 +142,11 @@ pub fn ctl_drill(cmd: &DrillCmd, actor: &str) -> (reqwest::Method, String, Optio
 
 /// `gensetctl report` as the admin API path.
 pub fn ctl_report(period: &str, format: &str) -> String {
-    let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect::<String>()
+    };
     format!("/api/v1/reports?period={}&format={}", enc(period), enc(format))
 }
 
@@ -202,7 +204,8 @@ fn ms_str(v: &Value) -> String {
 pub fn render_drill(v: &Value) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "drill {}  {} ({})  {}", s(&v["id"]), s(&v["name"]), s(&v["kind"]), s(&v["state"]));
-    let _ = writeln!(o, "use cases: {}", v["use_cases"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(", ")).unwrap_or_default());
+    let _ =
+        writeln!(o, "use cases: {}", v["use_cases"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(", ")).unwrap_or_default());
     let _ = writeln!(o, "started by {}", s(&v["actor"]));
     if let Some(p) = v.get("progress").filter(|p| !p.is_null()) {
         let _ = writeln!(

@@ -60,8 +60,9 @@ pub async fn deliver(drills: &Drills, d: &ReportDelivery) {
             return;
         }
     };
-    let figures = serde_json::from_slice::<serde_json::Value>(&genset_report::render(&report, genset_report::Format::Json).unwrap_or_default())
-        .unwrap_or(serde_json::Value::Null);
+    let figures =
+        serde_json::from_slice::<serde_json::Value>(&genset_report::render(&report, genset_report::Format::Json).unwrap_or_default())
+            .unwrap_or(serde_json::Value::Null);
     let pdf = genset_report::render(&report, genset_report::Format::Pdf).map(|b| base64::engine::general_purpose::STANDARD.encode(b));
     tracing::info!(period = %label, "scheduled report: rendered, delivering");
     let body = json!({
@@ -83,7 +84,12 @@ pub async fn deliver(drills: &Drills, d: &ReportDelivery) {
         match client.post(&d.webhook).json(&body).send().await {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(period = %label, attempt, "scheduled report delivered");
-                report_event(drills, &format!("scheduled report {label} delivered"), json!({"to": "delivered", "period": label, "attempts": attempt})).await;
+                report_event(
+                    drills,
+                    &format!("scheduled report {label} delivered"),
+                    json!({"to": "delivered", "period": label, "attempts": attempt}),
+                )
+                .await;
                 return;
             }
             Ok(r) => last = format!("the webhook answered {}", r.status()),
@@ -92,7 +98,12 @@ pub async fn deliver(drills: &Drills, d: &ReportDelivery) {
         tracing::warn!(period = %label, attempt, error = %last, "scheduled report: delivery failed");
         tokio::time::sleep(Duration::from_secs(2u64.pow(attempt))).await;
     }
-    report_event(drills, &format!("scheduled report {label} not delivered: {last}"), json!({"to": "failed", "period": label, "attempts": ATTEMPTS})).await;
+    report_event(
+        drills,
+        &format!("scheduled report {label} not delivered: {last}"),
+        json!({"to": "failed", "period": label, "attempts": ATTEMPTS}),
+    )
+    .await;
 }
 
 async fn report_event(drills: &Drills, cause: &str, detail: serde_json::Value) {

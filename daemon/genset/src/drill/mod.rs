@@ -22,10 +22,10 @@
 //! take capacity from live local traffic (replays run at `Priority::Drill`).
 
 pub mod api;
+pub mod delivery;
 pub mod replay;
 pub mod report;
 mod result;
-pub mod delivery;
 pub mod scheduler;
 
 use std::collections::HashMap;
@@ -336,7 +336,13 @@ impl Drills {
             result: None,
         };
         self.store.insert_drill(&row).await?;
-        self.event(now, &row.id, &format!("{} drill {:?} started by {actor}", row.kind, row.name), json!({"to": "started", "kind": row.kind, "use_cases": plan.use_cases, "deadline_ms": deadline})).await;
+        self.event(
+            now,
+            &row.id,
+            &format!("{} drill {:?} started by {actor}", row.kind, row.name),
+            json!({"to": "started", "kind": row.kind, "use_cases": plan.use_cases, "deadline_ms": deadline}),
+        )
+        .await;
         tracing::warn!(drill = %row.id, name = %row.name, kind = %row.kind, use_cases = ?plan.use_cases, "drill started");
         self.launch(&row, plan);
         self.view(&row.id).await
@@ -437,7 +443,10 @@ impl Drills {
         // Quality: each local answer against the cloud's recorded answer to the same prompt
         // (same prompt = same fingerprint of the parsed messages), from the week before.
         let fp = |b: &crate::store::drill::BodyRow| {
-            b.request_body.as_deref().and_then(|body| crate::evaluate::replay::build(&b.endpoint, body, None, None).ok()).map(|r| r.fingerprint)
+            b.request_body
+                .as_deref()
+                .and_then(|body| crate::evaluate::replay::build(&b.endpoint, body, None, None).ok())
+                .map(|r| r.fingerprint)
         };
         let mut cloud: HashMap<(String, String), String> = HashMap::new();
         if let Ok(rows) = self.store.body_exchanges(&plan.use_cases, started - 7 * 86_400_000, started, "cloud:", None, 2000).await {
@@ -452,7 +461,11 @@ impl Drills {
             for b in bodies {
                 let q = match (fp(&b), cfg.use_cases.iter().find(|u| u.name == b.use_case)) {
                     (Some(f), Some(uc)) => cloud.get(&(b.use_case.clone(), f)).map(|c| {
-                        let local = b.response_body.as_deref().and_then(|r| crate::evaluate::replay::cloud_answer(&b.endpoint, r)).unwrap_or_default();
+                        let local = b
+                            .response_body
+                            .as_deref()
+                            .and_then(|r| crate::evaluate::replay::cloud_answer(&b.endpoint, r))
+                            .unwrap_or_default();
                         result::score(uc, c, &local)
                     }),
                     _ => None,
@@ -533,7 +546,10 @@ impl Drills {
             DrillKind::Live => {
                 let rows = self.store.report_exchanges(started, now + 1, Some("drill")).await.ok().unwrap_or_default();
                 let hold = self.controller.drills().into_iter().find(|h| h.drill_id == id);
-                let rows: Vec<_> = rows.into_iter().filter(|r| r.final_attempt && hold.as_ref().is_some_and(|h| h.use_cases.contains(&r.use_case))).collect();
+                let rows: Vec<_> = rows
+                    .into_iter()
+                    .filter(|r| r.final_attempt && hold.as_ref().is_some_and(|h| h.use_cases.contains(&r.use_case)))
+                    .collect();
                 let ok = rows.iter().filter(|r| r.status < 400 && r.completed && r.served_by.starts_with("local:")).count() as u64;
                 Some(Progress {
                     elapsed_ms: elapsed,

@@ -35,9 +35,20 @@ pub fn peak_per_min(ts: &[i64]) -> f64 {
 
 impl Drills {
     /// Run a replay drill; `None` when the daemon is stopping.
-    pub(crate) async fn run_replay(&self, id: &str, plan: &Plan, started: i64, abort: &CancellationToken, counters: &Arc<Counters>) -> Option<DrillResult> {
+    pub(crate) async fn run_replay(
+        &self,
+        id: &str,
+        plan: &Plan,
+        started: i64,
+        abort: &CancellationToken,
+        counters: &Arc<Counters>,
+    ) -> Option<DrillResult> {
         let cfg = self.config.load_full();
-        let rows = match self.store.body_exchanges(&plan.use_cases, plan.since_ms, plan.until_ms, "cloud:", None, plan.max_requests as i64).await {
+        let rows = match self
+            .store
+            .body_exchanges(&plan.use_cases, plan.since_ms, plan.until_ms, "cloud:", None, plan.max_requests as i64)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(drill = %id, error = %e, "replay drill: cannot read the recorded traffic");
@@ -52,9 +63,10 @@ impl Drills {
         for row in &rows {
             let Some(uc) = cfg.use_cases.iter().find(|u| u.name == row.use_case) else { continue };
             let engine = crate::evaluate::local_model(uc).and_then(|m| self.models.get(m));
-            let built = row.request_body.as_deref().map(|b| {
-                crate::evaluate::replay::build(&row.endpoint, b, uc.eval.local_system_prompt.as_deref(), row.completion_tokens)
-            });
+            let built = row
+                .request_body
+                .as_deref()
+                .map(|b| crate::evaluate::replay::build(&row.endpoint, b, uc.eval.local_system_prompt.as_deref(), row.completion_tokens));
             match (engine, built) {
                 (Some(engine), Some(Ok(mut replay))) => {
                     replay.request.priority = Priority::Drill;

@@ -52,7 +52,15 @@ impl Drills {
             .readiness_points(period.start_ms, period.end_ms)
             .await?
             .into_iter()
-            .map(|r| ReadinessPoint { ts_ms: r.ts_ms, use_case: r.use_case, verdict: r.verdict, score: r.score, lower: r.score_lower, upper: r.score_upper, n: r.n })
+            .map(|r| ReadinessPoint {
+                ts_ms: r.ts_ms,
+                use_case: r.use_case,
+                verdict: r.verdict,
+                score: r.score,
+                lower: r.score_lower,
+                upper: r.score_upper,
+                n: r.n,
+            })
             .collect();
         let drills: Vec<DrillSummary> = self
             .store

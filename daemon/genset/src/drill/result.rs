@@ -193,7 +193,10 @@ impl DrillResult {
             if let Some(q) = u.quality
                 && q < v.min_quality
             {
-                self.note(&format!("{}: quality {q:.3} against the cloud's answers is below {:.3} ({} compared)", u.use_case, v.min_quality, u.quality_n));
+                self.note(&format!(
+                    "{}: quality {q:.3} against the cloud's answers is below {:.3} ({} compared)",
+                    u.use_case, v.min_quality, u.quality_n
+                ));
             }
         }
         if self.succeeded > 0 && self.quality_n == 0 {
@@ -210,9 +213,8 @@ mod tests {
     use std::path::Path;
 
     fn cfg(extra: &str) -> Config {
-        let toml = format!(
-            "[[use_cases]]\nname = \"support\"\nmatch = {{ model = \"x\" }}\nreadiness = {{ p95_latency_ms = 1000 }}\n{extra}"
-        );
+        let toml =
+            format!("[[use_cases]]\nname = \"support\"\nmatch = {{ model = \"x\" }}\nreadiness = {{ p95_latency_ms = 1000 }}\n{extra}");
         Config::from_toml(&toml, Path::new("t.toml")).unwrap()
     }
 
@@ -225,7 +227,8 @@ mod tests {
         let c = cfg("[drill_verdict]\nmin_success_rate = 0.75\nmax_rto = \"2s\"\nmin_quality = 0.5\n");
         let u = vec!["support".to_string()];
         // 4 requests, 3 ok (75%: passes), first ok answer 1.5 s after the start.
-        let obs = [o(1500, true, 400.0, Some(0.9)), o(1600, true, 500.0, Some(0.7)), o(1700, false, 50.0, None), o(1800, true, 1200.0, None)];
+        let obs =
+            [o(1500, true, 400.0, Some(0.9)), o(1600, true, 500.0, Some(0.7)), o(1700, false, 50.0, None), o(1800, true, 1200.0, None)];
         let r = DrillResult::from_observations(&obs, Some(0), &c, &u);
         assert_eq!((r.requests, r.succeeded, r.failed), (4, 3, 1));
         assert_eq!(r.rto_ms, Some(1500.0));

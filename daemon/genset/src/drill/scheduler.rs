@@ -69,7 +69,12 @@ pub async fn run(drills: Arc<Drills>, shutdown: CancellationToken) {
                 Err(e) => {
                     tracing::warn!(name = %d.name, error = %e, "scheduled drill skipped");
                     drills
-                        .event(crate::record::now_ms(), &d.name, &format!("scheduled drill skipped: {e}"), json!({"to": "skipped", "schedule": expr}))
+                        .event(
+                            crate::record::now_ms(),
+                            &d.name,
+                            &format!("scheduled drill skipped: {e}"),
+                            json!({"to": "skipped", "schedule": expr}),
+                        )
                         .await;
                 }
             }

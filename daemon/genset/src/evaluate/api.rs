@@ -123,9 +123,9 @@ async fn readiness(req: HttpRequest, st: web::Data<AdminState>, name: web::Path<
         Ok(w) => w,
         Err(e) => return Ok(store_error(e)),
     };
-    let mut v = history.first().map(readiness_json).unwrap_or_else(|| {
-        json!({"verdict": null, "score": null, "interval": null, "n": 0, "trend": null, "reasons": ["not evaluated yet"]})
-    });
+    let mut v = history.first().map(readiness_json).unwrap_or_else(
+        || json!({"verdict": null, "score": null, "interval": null, "n": 0, "trend": null, "reasons": ["not evaluated yet"]}),
+    );
     v["use_case"] = json!(uc.name);
     v["model"] = json!(local_model(uc));
     v["kind"] = json!(uc.eval.kind);
@@ -144,9 +144,9 @@ async fn readiness(req: HttpRequest, st: web::Data<AdminState>, name: web::Path<
     };
     v["history"] = history
         .iter()
-        .map(|h| {
-            json!({"ts_ms": h.ts_ms, "verdict": h.verdict, "score": h.score, "lower": h.score_lower, "upper": h.score_upper, "n": h.n})
-        })
+        .map(
+            |h| json!({"ts_ms": h.ts_ms, "verdict": h.verdict, "score": h.score, "lower": h.score_lower, "upper": h.score_upper, "n": h.n}),
+        )
         .collect();
     v["worst"] = worst
         .iter()
@@ -330,7 +330,13 @@ pub fn render(use_case: Option<&str>, v: &Value) -> String {
         .take(10)
         .map(|h| {
             let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(h["ts_ms"].as_u64().unwrap_or(0));
-            vec![humantime::format_rfc3339_seconds(t).to_string(), s(&h["verdict"]), f2(&h["score"]), format!("[{}, {}]", f2(&h["lower"]), f2(&h["upper"])), s(&h["n"])]
+            vec![
+                humantime::format_rfc3339_seconds(t).to_string(),
+                s(&h["verdict"]),
+                f2(&h["score"]),
+                format!("[{}, {}]", f2(&h["lower"]), f2(&h["upper"])),
+                s(&h["n"]),
+            ]
         })
         .collect();
     if !hist.is_empty() {
@@ -346,7 +352,13 @@ pub fn render(use_case: Option<&str>, v: &Value) -> String {
                 (None, Some(c)) => format!("canary {c}"),
                 _ => s(&w["source"]),
             };
-            let _ = writeln!(out, "score {}  {}{}", f2(&w["score"]), what, w["error"].as_str().map(|e| format!("  (error: {e})")).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "score {}  {}{}",
+                f2(&w["score"]),
+                what,
+                w["error"].as_str().map(|e| format!("  (error: {e})")).unwrap_or_default()
+            );
             let _ = writeln!(out, "  prompt: {}", one_line(&w["prompt"], 160));
             let _ = writeln!(out, "  cloud:  {}", one_line(&w["cloud_answer"], 160));
             let _ = writeln!(out, "  local:  {}", one_line(&w["local_answer"], 160));

@@ -64,7 +64,14 @@ impl Judge {
 
     /// Grade `local` against the cloud's `reference` for `question`. `Ok(None)`: skipped,
     /// the day's budget is spent.
-    pub async fn grade(&self, cfg: &JudgeConfig, up: &UpstreamConfig, question: &str, reference: &str, local: &str) -> Result<Option<Grade>, String> {
+    pub async fn grade(
+        &self,
+        cfg: &JudgeConfig,
+        up: &UpstreamConfig,
+        question: &str,
+        reference: &str,
+        local: &str,
+    ) -> Result<Option<Grade>, String> {
         {
             let mut u = self.usage.lock();
             roll(&mut u, cfg.daily_tokens);
@@ -128,7 +135,9 @@ impl Judge {
         let (text, tokens) = match up.api {
             Flavor::OpenAi => (
                 v["choices"][0]["message"]["content"].as_str().unwrap_or("").to_string(),
-                v["usage"]["total_tokens"].as_u64().unwrap_or_else(|| v["usage"]["prompt_tokens"].as_u64().unwrap_or(0) + v["usage"]["completion_tokens"].as_u64().unwrap_or(0)),
+                v["usage"]["total_tokens"].as_u64().unwrap_or_else(|| {
+                    v["usage"]["prompt_tokens"].as_u64().unwrap_or(0) + v["usage"]["completion_tokens"].as_u64().unwrap_or(0)
+                }),
             ),
             Flavor::Anthropic => (
                 v["content"][0]["text"].as_str().unwrap_or("").to_string(),

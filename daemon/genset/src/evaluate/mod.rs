@@ -223,7 +223,8 @@ impl Evaluator {
                 _ = self.cancel.cancelled() => break,
                 r = self.run_round() => r,
             };
-            next = Instant::now() + if report.paused.is_some() { PAUSED_RETRY.min(cfg.evaluation.interval) } else { cfg.evaluation.interval };
+            next =
+                Instant::now() + if report.paused.is_some() { PAUSED_RETRY.min(cfg.evaluation.interval) } else { cfg.evaluation.interval };
         }
         self.webhooks.close();
         if tokio::time::timeout(WEBHOOK_TIMEOUT, self.webhooks.wait()).await.is_err() {
@@ -560,7 +561,9 @@ impl Evaluator {
                 "model": local_model(uc),
             });
             match change.to {
-                Verdict::Ready => tracing::info!(use_case = %uc.name, from = ?from, to = %change.to, cause = %change.cause, "readiness verdict changed"),
+                Verdict::Ready => {
+                    tracing::info!(use_case = %uc.name, from = ?from, to = %change.to, cause = %change.cause, "readiness verdict changed")
+                }
                 _ => tracing::warn!(use_case = %uc.name, from = ?from, to = %change.to, cause = %change.cause, "readiness verdict changed"),
             }
             if let Err(e) = self.store.insert_event(now, "readiness", &uc.name, &change.cause, Some(&body.to_string())).await {

@@ -102,13 +102,9 @@ pub fn override_system(prompt: &mut Prompt, system: &str) {
 /// The prompt as people read it: the last user message, else the raw text.
 pub fn prompt_text(prompt: &Prompt) -> String {
     match prompt {
-        Prompt::Chat { messages, .. } => messages
-            .iter()
-            .rev()
-            .find(|m| m.role == "user")
-            .or_else(|| messages.last())
-            .map(|m| m.content.clone())
-            .unwrap_or_default(),
+        Prompt::Chat { messages, .. } => {
+            messages.iter().rev().find(|m| m.role == "user").or_else(|| messages.last()).map(|m| m.content.clone()).unwrap_or_default()
+        }
         Prompt::Text(t) => t.clone(),
     }
 }

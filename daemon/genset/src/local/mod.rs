@@ -109,22 +109,20 @@ pub fn api_error(e: &EngineError, model: &str) -> ApiError {
             format!("local model {model} is at capacity; retry after {}s", retry_after.as_secs().max(1)),
         )
         .with_retry_after(*retry_after),
-        EngineError::QueueTimeout { waited, retry_after } => ApiError::new(
-            ErrorKind::Overloaded,
-            format!("local model {model} had no free slot within {}s", waited.as_secs()),
-        )
-        .with_retry_after(*retry_after),
+        EngineError::QueueTimeout { waited, retry_after } => {
+            ApiError::new(ErrorKind::Overloaded, format!("local model {model} had no free slot within {}s", waited.as_secs()))
+                .with_retry_after(*retry_after)
+        }
         EngineError::ContextTooLong { prompt_tokens, context } => ApiError::invalid(format!(
             "This model's maximum context length is {context} tokens. However, your messages resulted in {prompt_tokens} tokens."
         ))
         .with_code("context_length_exceeded")
         .with_param("messages"),
-        EngineError::Unsupported(what) => ApiError::invalid(format!("local model {model} does not support {what}"))
-            .with_code("unsupported_feature"),
-        EngineError::InvalidRequest(m) => ApiError::invalid(m.clone()),
-        EngineError::Unavailable(m) => {
-            ApiError::new(ErrorKind::UpstreamUnavailable, format!("local model {model} is unavailable: {m}"))
+        EngineError::Unsupported(what) => {
+            ApiError::invalid(format!("local model {model} does not support {what}")).with_code("unsupported_feature")
         }
+        EngineError::InvalidRequest(m) => ApiError::invalid(m.clone()),
+        EngineError::Unavailable(m) => ApiError::new(ErrorKind::UpstreamUnavailable, format!("local model {model} is unavailable: {m}")),
         EngineError::Upstream { status, message } => {
             let kind = match status {
                 400 | 404 | 413 | 422 => ErrorKind::InvalidRequest,
@@ -156,12 +154,7 @@ fn full(v: &Value) -> LocalResponse {
 }
 
 /// Serve one request with a local model. `body` is the request JSON as the client sent it.
-pub async fn serve(
-    engine: Arc<dyn Engine>,
-    endpoint: LocalEndpoint,
-    body: &Value,
-    priority: Priority,
-) -> Result<LocalResponse, ApiError> {
+pub async fn serve(engine: Arc<dyn Engine>, endpoint: LocalEndpoint, body: &Value, priority: Priority) -> Result<LocalResponse, ApiError> {
     let model = engine.name().to_owned();
     match endpoint {
         LocalEndpoint::OpenAiEmbeddings => {
@@ -189,9 +182,7 @@ pub async fn serve(
 /// before the first byte become `Err`, so the caller can still fail over.
 async fn started(g: &mut Generation, model: &str) -> Result<Usage, ApiError> {
     match g.next().await {
-        Some(GenerateEvent::Started { prompt_tokens, cached_tokens }) => {
-            Ok(Usage { prompt_tokens, cached_tokens, completion_tokens: 0 })
-        }
+        Some(GenerateEvent::Started { prompt_tokens, cached_tokens }) => Ok(Usage { prompt_tokens, cached_tokens, completion_tokens: 0 }),
         Some(GenerateEvent::Error(e)) => Err(api_error(&e, model)),
         Some(other) => Err(ApiError::new(ErrorKind::Internal, format!("local model {model} began with {other:?}"))),
         None => Err(ApiError::new(ErrorKind::Internal, format!("local model {model} produced nothing"))),

@@ -502,7 +502,10 @@ mod tests {
         let c = chat_completion(&meta(), "", &calls(), &FinishReason::Stop, &usage());
         let m = &c["choices"][0]["message"];
         assert!(m["content"].is_null());
-        assert_eq!(m["tool_calls"][0], json!({"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}));
+        assert_eq!(
+            m["tool_calls"][0],
+            json!({"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}})
+        );
         assert_eq!(m["tool_calls"][1]["function"]["arguments"], "{}");
         assert_eq!(c["choices"][0]["finish_reason"], "tool_calls");
         let c = chat_completion(&meta(), "Looking.", &calls()[..1], &FinishReason::Stop, &usage());
@@ -547,8 +550,18 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["message_start", "ping", "content_block_start@0", "content_block_delta@0", "content_block_stop@0",
-             "content_block_start@1", "content_block_delta@1", "content_block_stop@1", "message_delta", "message_stop"]
+            [
+                "message_start",
+                "ping",
+                "content_block_start@0",
+                "content_block_delta@0",
+                "content_block_stop@0",
+                "content_block_start@1",
+                "content_block_delta@1",
+                "content_block_stop@1",
+                "message_delta",
+                "message_stop"
+            ]
         );
         assert_eq!(evs[5]["content_block"], json!({"type": "tool_use", "id": "c1", "name": "get_weather", "input": {}}));
         assert_eq!(evs[6]["delta"], json!({"type": "input_json_delta", "partial_json": "{\"city\":\"Paris\"}"}));

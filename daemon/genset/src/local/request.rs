@@ -52,11 +52,7 @@ fn opt_f32(o: &Map<String, Value>, k: &str) -> Result<Option<f32>, ApiError> {
 fn opt_u32(o: &Map<String, Value>, k: &str) -> Result<Option<u32>, ApiError> {
     match o.get(k) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .and_then(|x| u32::try_from(x).ok())
-            .map(Some)
-            .ok_or_else(|| invalid(k, "must be a non-negative integer")),
+        Some(v) => v.as_u64().and_then(|x| u32::try_from(x).ok()).map(Some).ok_or_else(|| invalid(k, "must be a non-negative integer")),
     }
 }
 
@@ -79,10 +75,9 @@ fn stop_list(o: &Map<String, Value>, k: &str) -> Result<Vec<String>, ApiError> {
     match o.get(k) {
         None | Some(Value::Null) => Ok(vec![]),
         Some(Value::String(s)) => Ok(vec![s.clone()]),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|s| s.as_str().map(str::to_owned).ok_or_else(|| invalid(k, "must be a string or an array of strings")))
-            .collect(),
+        Some(Value::Array(a)) => {
+            a.iter().map(|s| s.as_str().map(str::to_owned).ok_or_else(|| invalid(k, "must be a string or an array of strings"))).collect()
+        }
         Some(_) => Err(invalid(k, "must be a string or an array of strings")),
     }
 }
@@ -133,11 +128,7 @@ fn openai_sampling(o: &Map<String, Value>) -> Result<SamplingParams, ApiError> {
     };
     let seed = match o.get("seed") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .or_else(|| v.as_i64().map(|x| x as u64))
-                .ok_or_else(|| invalid("seed", "must be an integer"))?,
-        ),
+        Some(v) => Some(v.as_u64().or_else(|| v.as_i64().map(|x| x as u64)).ok_or_else(|| invalid("seed", "must be an integer"))?),
     };
     Ok(SamplingParams {
         temperature: range("temperature", opt_f32(o, "temperature")?, 0.0, 2.0)?,
@@ -157,11 +148,7 @@ fn openai_sampling(o: &Map<String, Value>) -> Result<SamplingParams, ApiError> {
 
 fn stream_flags(o: &Map<String, Value>) -> Result<(bool, bool), ApiError> {
     let stream = opt_bool(o, "stream")?;
-    let include_usage = o
-        .get("stream_options")
-        .and_then(|s| s.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let include_usage = o.get("stream_options").and_then(|s| s.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     Ok((stream, include_usage))
 }
 
@@ -175,9 +162,9 @@ fn openai_content(v: Option<&Value>, at: &str) -> Result<String, ApiError> {
             for (j, p) in parts.iter().enumerate() {
                 let here = format!("{at}[{j}]");
                 match p.get("type").and_then(Value::as_str) {
-                    Some("text") => texts.push(
-                        p.get("text").and_then(Value::as_str).ok_or_else(|| invalid(&here, "text part without text"))?,
-                    ),
+                    Some("text") => {
+                        texts.push(p.get("text").and_then(Value::as_str).ok_or_else(|| invalid(&here, "text part without text"))?)
+                    }
                     Some("refusal") => texts.push(p.get("refusal").and_then(Value::as_str).unwrap_or("")),
                     Some("image_url") | Some("image") => return Err(unsupported(&here, "image input")),
                     Some("input_audio") => return Err(unsupported(&here, "audio input")),
@@ -350,9 +337,7 @@ pub fn openai_embeddings(body: &Value) -> Result<EmbeddingsRequest, ApiError> {
     let o = object(body)?;
     let input = match o.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
-            a.iter().filter_map(Value::as_str).map(str::to_owned).collect()
-        }
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         Some(Value::Array(_)) => return Err(unsupported("input", "token-id input")),
         _ => return Err(invalid("input", "must be a string or an array of strings")),
     };
@@ -476,9 +461,9 @@ pub fn anthropic_messages(body: &Value, priority: Priority, count_only: bool) ->
             Some("none") => Choice::None,
             Some("auto") => Choice::Auto,
             Some("any") => Choice::Any,
-            Some("tool") => Choice::Named(
-                tc.get("name").and_then(Value::as_str).ok_or_else(|| invalid("tool_choice.name", "required"))?.to_owned(),
-            ),
+            Some("tool") => {
+                Choice::Named(tc.get("name").and_then(Value::as_str).ok_or_else(|| invalid("tool_choice.name", "required"))?.to_owned())
+            }
             _ => return Err(invalid("tool_choice.type", "must be auto, any, tool or none")),
         },
     };
@@ -581,10 +566,8 @@ mod tests {
             assert!(e.message.contains(needle), "{} does not mention {needle}", e.message);
             e
         };
-        let e = check(
-            json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
-            "image input",
-        );
+        let e =
+            check(json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}), "image input");
         assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"));
         assert_eq!(e.code, Some("unsupported_feature"));
         check(json!({"messages": [{"role": "user", "content": "x"}], "n": 2}), "n > 1");
@@ -597,8 +580,8 @@ mod tests {
 
     #[test]
     fn tool_choice_none_drops_tools() {
-        let p = chat(json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}], "tool_choice": "none"}))
-            .unwrap();
+        let p =
+            chat(json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}], "tool_choice": "none"})).unwrap();
         let Prompt::Chat { tools, .. } = &p.request.prompt else { unreachable!() };
         assert!(tools.is_empty());
     }
@@ -663,7 +646,10 @@ mod tests {
         let mut b = body(json!("required"));
         b["response_format"] = json!({"type": "json_object"});
         refused(chat(b), "forced tool choice");
-        refused(chat(json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "custom", "custom": {"name": "x"}}]})), "custom tools");
+        refused(
+            chat(json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "custom", "custom": {"name": "x"}}]})),
+            "custom tools",
+        );
         refused(
             anthropic_messages(
                 &json!({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
@@ -750,8 +736,8 @@ mod tests {
         assert!(e.message.contains("max_tokens"));
         // count_tokens needs no max_tokens.
         anthropic_messages(&json!({"messages": [{"role": "user", "content": "x"}]}), Priority::Live, true).unwrap();
-        let e = anthropic_messages(&base(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}})), Priority::Live, false)
-            .unwrap_err();
+        let e =
+            anthropic_messages(&base(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}})), Priority::Live, false).unwrap_err();
         assert!(e.message.contains("thinking"));
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use genset_engine::{
-    BoxFuture, Embeddings, EngineError, FinishReason, GenerateEvent, GenerateRequest, Generation, ModelKind, ModelStats,
-    ModelTotals, Priority, Prompt, Usage,
+    BoxFuture, Embeddings, EngineError, FinishReason, GenerateEvent, GenerateRequest, Generation, ModelKind, ModelStats, ModelTotals,
+    Priority, Prompt, Usage,
 };
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -201,10 +201,7 @@ async fn an_error_in_a_full_answer_is_an_error_response() {
 async fn errors_before_the_first_byte_are_returned() {
     let fake = Fake::new(vec![
         Err(EngineError::Overloaded { retry_after: Duration::from_secs(3) }),
-        Ok(vec![GenerateEvent::Error(EngineError::QueueTimeout {
-            waited: Duration::from_secs(30),
-            retry_after: Duration::from_secs(1),
-        })]),
+        Ok(vec![GenerateEvent::Error(EngineError::QueueTimeout { waited: Duration::from_secs(30), retry_after: Duration::from_secs(1) })]),
         Err(EngineError::ContextTooLong { prompt_tokens: 5000, context: 4096 }),
         Err(EngineError::Unsupported("tools: the model's chat template has no tool support".into())),
     ]);
@@ -278,7 +275,9 @@ async fn completions_stream_and_full() {
 #[tokio::test]
 async fn count_tokens_and_embeddings() {
     let fake = Fake::new(vec![]);
-    let v = full_json(run(fake.clone(), LocalEndpoint::AnthropicCountTokens, json!({"messages": [{"role": "user", "content": "x"}]})).await.unwrap());
+    let v = full_json(
+        run(fake.clone(), LocalEndpoint::AnthropicCountTokens, json!({"messages": [{"role": "user", "content": "x"}]})).await.unwrap(),
+    );
     assert_eq!(v, json!({"input_tokens": 10}));
     let v = full_json(run(fake, LocalEndpoint::OpenAiEmbeddings, json!({"input": ["ab", "c"]})).await.unwrap());
     assert_eq!(v["object"], "list");
@@ -329,7 +328,8 @@ fn tool_chat(stream: bool, choice: Value) -> Value {
 
 fn tool_messages(stream: bool, choice: Value) -> Value {
     let mut b = anthropic_body(stream);
-    b["tools"] = json!([{"name": "get_weather", "description": "weather", "input_schema": weather_tool_openai()["function"]["parameters"]}]);
+    b["tools"] =
+        json!([{"name": "get_weather", "description": "weather", "input_schema": weather_tool_openai()["function"]["parameters"]}]);
     b["tool_choice"] = choice;
     b
 }
@@ -385,7 +385,11 @@ async fn anthropic_tool_use_full_and_stream() {
         scripted(&["Let me check.\n<tool_call>", CALL[0], CALL[1], CALL[2], "</tool_call>"]),
         scripted(&["Hi"]),
     ]);
-    let v = full_json(run(fake.clone(), LocalEndpoint::AnthropicMessages, tool_messages(false, json!({"type": "tool", "name": "get_weather"}))).await.unwrap());
+    let v = full_json(
+        run(fake.clone(), LocalEndpoint::AnthropicMessages, tool_messages(false, json!({"type": "tool", "name": "get_weather"})))
+            .await
+            .unwrap(),
+    );
     assert_eq!(v["stop_reason"], "tool_use");
     assert_eq!(v["content"].as_array().unwrap().len(), 1, "{v}");
     let block = &v["content"][0];
@@ -401,8 +405,18 @@ async fn anthropic_tool_use_full_and_stream() {
     let kinds: Vec<&str> = v.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["message_start", "ping", "content_block_start", "content_block_delta", "content_block_stop",
-         "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
+        [
+            "message_start",
+            "ping",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
     );
     assert_eq!(v[3]["delta"], json!({"type": "text_delta", "text": "Let me check.\n"}));
     assert_eq!(v[5]["index"], 1);

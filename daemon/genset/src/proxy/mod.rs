@@ -55,10 +55,7 @@ pub const ENDPOINTS: &[(Method, Endpoint)] = &[
 pub fn configure(cfg: &mut web::ServiceConfig) {
     for (method, ep) in ENDPOINTS {
         cfg.service(
-            web::resource(ep.path)
-                .app_data(*ep)
-                .route(web::method(method.clone()).to(handle))
-                .default_service(web::to(method_not_allowed)),
+            web::resource(ep.path).app_data(*ep).route(web::method(method.clone()).to(handle)).default_service(web::to(method_not_allowed)),
         );
     }
     cfg.default_service(web::to(unknown_path));
@@ -311,6 +308,14 @@ fn client_key(req: &HttpRequest, flavor: Flavor) -> Option<&str> {
 pub fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name,
-        "connection" | "keep-alive" | "proxy-authenticate" | "proxy-authorization" | "te" | "trailer" | "trailers" | "transfer-encoding" | "upgrade"
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "trailers"
+            | "transfer-encoding"
+            | "upgrade"
     )
 }

@@ -208,19 +208,14 @@ impl Routing {
             Flavor::OpenAi => self.default_openai,
             Flavor::Anthropic => self.default_anthropic,
         };
-        by_key
-            .filter(speaks)
-            .or(by_use_case.filter(speaks))
-            .or(default)
-            .and_then(|i| self.upstreams.get(i).cloned())
-            .ok_or_else(|| {
-                let api = match flavor {
-                    Flavor::OpenAi => "OpenAI",
-                    Flavor::Anthropic => "Anthropic",
-                };
-                ApiError::new(ErrorKind::UpstreamUnavailable, format!("no upstream is configured for {api}-style requests"))
-                    .with_code("no_upstream")
-            })
+        by_key.filter(speaks).or(by_use_case.filter(speaks)).or(default).and_then(|i| self.upstreams.get(i).cloned()).ok_or_else(|| {
+            let api = match flavor {
+                Flavor::OpenAi => "OpenAI",
+                Flavor::Anthropic => "Anthropic",
+            };
+            ApiError::new(ErrorKind::UpstreamUnavailable, format!("no upstream is configured for {api}-style requests"))
+                .with_code("no_upstream")
+        })
     }
 }
 

@@ -108,9 +108,7 @@ impl Stream for Tee {
             Poll::Ready(None) => {
                 if this.awaiting_terminal && this.pending.is_some() {
                     this.finish(Ending::UpstreamBroke, Some("stream_incomplete"));
-                    return Poll::Ready(Some(Err(std::io::Error::other(
-                        "upstream ended the event stream without its terminal event",
-                    ))));
+                    return Poll::Ready(Some(Err(std::io::Error::other("upstream ended the event stream without its terminal event"))));
                 }
                 this.finish(Ending::Delivered, None);
                 Poll::Ready(None)

@@ -3,8 +3,8 @@
 //! it. A full queue drops the record and counts it: the client is never slowed.
 
 pub mod reassemble;
-pub mod retention;
 pub mod redact;
+pub mod retention;
 pub mod writer;
 
 use std::sync::Arc;

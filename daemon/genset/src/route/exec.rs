@@ -326,8 +326,11 @@ impl Walk {
                             self.record_attempt(&up.tag, status, "malformed_response", None);
                             self.failed_before = true;
                             return Err(Failure::Genset(
-                                ApiError::new(ErrorKind::UpstreamUnavailable, format!("upstream {:?} sent a malformed response", up.config.name))
-                                    .with_source(ErrorSource::Upstream),
+                                ApiError::new(
+                                    ErrorKind::UpstreamUnavailable,
+                                    format!("upstream {:?} sent a malformed response", up.config.name),
+                                )
+                                .with_source(ErrorSource::Upstream),
                             ));
                         }
                         self.env.controller.report(&up.health, &Outcome::Success, Source::Request, None);
@@ -367,7 +370,11 @@ impl Walk {
                         Step::Local(_) => true,
                     });
                     // Retry here only when it is cheap and there is nowhere better to go.
-                    if wait <= self.env.routing.failover.max_retry_wait && self.attempts < self.max_attempts && (!more_steps || tries_here < 2) && up.health.routable() {
+                    if wait <= self.env.routing.failover.max_retry_wait
+                        && self.attempts < self.max_attempts
+                        && (!more_steps || tries_here < 2)
+                        && up.health.routable()
+                    {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
@@ -427,13 +434,17 @@ impl Walk {
             )),
             (None, false) => Ok(false),
             (None, true) => {
-                let accepted = self.inbound.key_hash.as_deref().is_some_and(|h| self.env.keys.was_accepted(h, now_ms() - ACCEPTED_KEY_TTL_MS));
+                let accepted =
+                    self.inbound.key_hash.as_deref().is_some_and(|h| self.env.keys.was_accepted(h, now_ms() - ACCEPTED_KEY_TTL_MS));
                 if !first && accepted {
                     Ok(true)
                 } else {
                     Err(ApiError::new(
                         ErrorKind::Authentication,
-                        format!("upstream {:?} uses genset's own credential: authenticate with a genset virtual key (gk-...)", up.config.name),
+                        format!(
+                            "upstream {:?} uses genset's own credential: authenticate with a genset virtual key (gk-...)",
+                            up.config.name
+                        ),
                     )
                     .with_code("invalid_api_key"))
                 }
@@ -481,19 +492,20 @@ impl Walk {
         b.insert_header(("x-genset-use-case", &*ex.use_case));
         if up.config.api != self.inbound.flavor {
             let whole: Vec<u8> = chunks.concat();
-            let translated = serde_json::from_slice::<serde_json::Value>(&whole)
-                .ok()
-                .and_then(|v| {
-                    // The model that actually answered, as the upstream named it.
-                    let answered = v.get("model").and_then(|m| m.as_str()).unwrap_or_default().to_string();
-                    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-                    genset_translate::translate_response(&v, api(up.config.api), api(self.inbound.flavor), &answered, created).ok()
-                });
+            let translated = serde_json::from_slice::<serde_json::Value>(&whole).ok().and_then(|v| {
+                // The model that actually answered, as the upstream named it.
+                let answered = v.get("model").and_then(|m| m.as_str()).unwrap_or_default().to_string();
+                let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                genset_translate::translate_response(&v, api(up.config.api), api(self.inbound.flavor), &answered, created).ok()
+            });
             let body = match translated {
                 Some(v) => Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
                 None => {
-                    let e = ApiError::new(ErrorKind::UpstreamUnavailable, format!("the answer of {:?} could not be translated", up.config.name))
-                        .with_source(ErrorSource::Upstream);
+                    let e = ApiError::new(
+                        ErrorKind::UpstreamUnavailable,
+                        format!("the answer of {:?} could not be translated", up.config.name),
+                    )
+                    .with_source(ErrorSource::Upstream);
                     return crate::proxy::reject(ex, self.started, &self.env.recorder, e);
                 }
             };
@@ -628,7 +640,9 @@ impl Walk {
 
     async fn local(&mut self, name: &Arc<str>) -> Result<HttpResponse, Failure> {
         let Some(local) = self.env.local.clone() else {
-            return Err(Failure::Genset(ApiError::new(ErrorKind::UpstreamUnavailable, "no local models are configured").with_code("no_local_model")));
+            return Err(Failure::Genset(
+                ApiError::new(ErrorKind::UpstreamUnavailable, "no local models are configured").with_code("no_local_model"),
+            ));
         };
         let Some(engine) = local.registry.get(name) else {
             return Err(Failure::Genset(ApiError::new(ErrorKind::UpstreamUnavailable, format!("local model {name:?} is not loaded"))));
@@ -685,7 +699,8 @@ pub fn api(f: Flavor) -> Api {
 }
 
 fn exhausted(n: u32) -> ApiError {
-    ApiError::new(ErrorKind::UpstreamUnavailable, format!("gave up after {n} upstream attempts (failover.max_attempts)")).with_code("upstream_unavailable")
+    ApiError::new(ErrorKind::UpstreamUnavailable, format!("gave up after {n} upstream attempts (failover.max_attempts)"))
+        .with_code("upstream_unavailable")
 }
 
 /// The body with its `model` field replaced.

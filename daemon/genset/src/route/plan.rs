@@ -132,8 +132,7 @@ fn chain(i: &Input<'_>) -> Result<Vec<Step>, ApiError> {
             Ok(u) => vec![Step::Cloud(u)],
             Err(e) => {
                 // No cloud upstream for this API: a use case may still have local steps.
-                let locals: Vec<Step> =
-                    i.use_case.and_then(|u| r.policies.get(u)).map(|p| p.chain.clone()).unwrap_or_default();
+                let locals: Vec<Step> = i.use_case.and_then(|u| r.policies.get(u)).map(|p| p.chain.clone()).unwrap_or_default();
                 if locals.is_empty() {
                     return Err(e);
                 }
@@ -176,7 +175,5 @@ fn cutoff_error(i: &Input<'_>, policy: Option<&Policy>, what: &str, forced: bool
         msg.push_str(&format!("; unavailable upstreams: {}", down.join(", ")));
     }
     msg.push_str(". Retry later.");
-    ApiError::new(ErrorKind::CutOff, msg)
-        .with_code("cloud_cut_off")
-        .with_retry_after(i.routing.failover.breaker.open_base)
+    ApiError::new(ErrorKind::CutOff, msg).with_code("cloud_cut_off").with_retry_after(i.routing.failover.breaker.open_base)
 }

@@ -126,7 +126,13 @@ impl Drop for Recording {
 }
 
 /// Relay a 2xx event stream from `up` to the client, rescuing it if it breaks.
-pub async fn relay(walk: &mut Walk, up: Arc<Upstream>, resp: reqwest::Response, rest: Vec<Step>, api_model: Option<String>) -> HttpResponse {
+pub async fn relay(
+    walk: &mut Walk,
+    up: Arc<Upstream>,
+    resp: reqwest::Response,
+    rest: Vec<Step>,
+    api_model: Option<String>,
+) -> HttpResponse {
     let inbound = walk.inbound.clone();
     let client_api = api(inbound.flavor);
     let cross = up.config.api != inbound.flavor;

@@ -129,7 +129,13 @@ impl Store {
     }
 
     /// Newest first; `state` filters (e.g. "running").
-    pub async fn list_drills(&self, state: Option<&str>, since_ms: Option<i64>, until_ms: Option<i64>, limit: i64) -> Result<Vec<DrillRow>, StoreError> {
+    pub async fn list_drills(
+        &self,
+        state: Option<&str>,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<DrillRow>, StoreError> {
         dispatch!(self, p => {
             let mut q = QueryBuilder::<DB>::new("SELECT ");
             q.push(DRILL_COLUMNS).push(" FROM drills WHERE 1=1");

@@ -182,17 +182,12 @@ impl Store {
             if let Some(parent) = Path::new(opts.get_filename()).parent()
                 && !parent.as_os_str().is_empty()
             {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| StoreError::Other(format!("cannot create {}: {e}", parent.display())))?;
+                std::fs::create_dir_all(parent).map_err(|e| StoreError::Other(format!("cannot create {}: {e}", parent.display())))?;
             }
             let pool = SqlitePoolOptions::new().max_connections(max_connections).connect_with(opts).await?;
             Store::Sqlite(pool)
         } else {
-            let pool = PgPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
-                .await?;
+            let pool = PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
             Store::Postgres(pool)
         };
         store.migrate().await?;

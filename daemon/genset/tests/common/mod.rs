@@ -31,12 +31,7 @@ impl Daemon {
     pub async fn wait_rows(&self, want: usize) -> Vec<ExchangeRecord> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let rows = self
-                .running()
-                .store
-                .list_exchanges(&TrafficFilter { limit: 1000, ..Default::default() })
-                .await
-                .unwrap();
+            let rows = self.running().store.list_exchanges(&TrafficFilter { limit: 1000, ..Default::default() }).await.unwrap();
             if rows.len() >= want {
                 return rows;
             }

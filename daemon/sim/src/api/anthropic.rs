@@ -60,35 +60,19 @@ fn prepare(body: &[u8], need_max_tokens: bool) -> Result<Prepared<'_>, ApiError>
         return Err(ApiError::invalid("messages: Field required", "messages"));
     };
     if messages.is_empty() {
-        return Err(ApiError::invalid(
-            "messages: at least one message is required",
-            "messages",
-        ));
+        return Err(ApiError::invalid("messages: at least one message is required", "messages"));
     }
     if need_max_tokens && req.max_tokens.is_none() {
-        return Err(ApiError::invalid(
-            "max_tokens: Field required",
-            "max_tokens",
-        ));
+        return Err(ApiError::invalid("max_tokens: Field required", "max_tokens"));
     }
     let max_tokens = check_max_tokens(req.max_tokens, "max_tokens", Flavor::Anthropic)?;
     let mut msgs = Vec::with_capacity(messages.len() + 1);
     if req.system.parts().next().is_some() {
-        msgs.push(Msg {
-            role: Role::System,
-            text: req.system,
-        });
+        msgs.push(Msg { role: Role::System, text: req.system });
     }
-    msgs.extend(messages.into_iter().map(|m| Msg {
-        role: Role::parse(&m.role),
-        text: m.content,
-    }));
+    msgs.extend(messages.into_iter().map(|m| Msg { role: Role::parse(&m.role), text: m.content }));
     Ok(Prepared {
-        conv: Conversation {
-            model,
-            messages: msgs,
-            tools: req.tools.0 > 0,
-        },
+        conv: Conversation { model, messages: msgs, tools: req.tools.0 > 0 },
         max_tokens,
         stop: req.stop_sequences.0,
         stream: req.stream.unwrap_or(false),
@@ -97,14 +81,7 @@ fn prepare(body: &[u8], need_max_tokens: bool) -> Result<Prepared<'_>, ApiError>
 
 fn gate_inputs<'p>(p: &'p Result<Prepared<'_>, ApiError>) -> (Shape, u64, &'p str) {
     match p {
-        Ok(p) => (
-            Shape {
-                stream: p.stream,
-                prefill: p.conv.has_prefill(),
-            },
-            p.conv.prompt_tokens(),
-            &p.conv.model,
-        ),
+        Ok(p) => (Shape { stream: p.stream, prefill: p.conv.has_prefill() }, p.conv.prompt_tokens(), &p.conv.model),
         Err(_) => (Shape::default(), 0, ""),
     }
 }
@@ -114,18 +91,8 @@ pub(super) async fn messages(cx: &ApiCtx<'_>, body: &Bytes) -> Result<Resp, Exit
     let (shape, prompt_tokens, model) = gate_inputs(&prepared);
     let fault = cx.gate(shape, prompt_tokens, model).await?;
     let p = prepared.map_err(|e| cx.fail(e))?;
-    let a = answer::answer(
-        &p.conv,
-        &Limits {
-            max_tokens: p.max_tokens,
-            stop: &p.stop,
-        },
-    );
-    let r = if p.stream {
-        stream_message(cx, &p, &a, fault)
-    } else {
-        full_message(cx, &p, &a, fault)
-    };
+    let a = answer::answer(&p.conv, &Limits { max_tokens: p.max_tokens, stop: &p.stop });
+    let r = if p.stream { stream_message(cx, &p, &a, fault) } else { full_message(cx, &p, &a, fault) };
     r.map_err(|e| cx.fail(ApiError::Internal(e.to_string())))
 }
 
@@ -138,13 +105,7 @@ pub(super) async fn count_tokens(cx: &ApiCtx<'_>, body: &Bytes) -> Result<Resp, 
     struct Count {
         input_tokens: u64,
     }
-    let bytes = to_json(
-        &Count {
-            input_tokens: p.conv.prompt_tokens(),
-        },
-        32,
-    )
-    .map_err(|e| cx.fail(ApiError::Internal(e.to_string())))?;
+    let bytes = to_json(&Count { input_tokens: p.conv.prompt_tokens() }, 32).map_err(|e| cx.fail(ApiError::Internal(e.to_string())))?;
     Ok(stream::json(cx.shared, StatusCode::OK, bytes, fault))
 }
 
@@ -170,14 +131,8 @@ struct EmptyObject {}
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Block<'a> {
-    Text {
-        text: &'a str,
-    },
-    ToolUse {
-        id: &'a str,
-        name: &'a str,
-        input: EmptyObject,
-    },
+    Text { text: &'a str },
+    ToolUse { id: &'a str, name: &'a str, input: EmptyObject },
 }
 
 #[derive(Serialize)]
@@ -215,20 +170,11 @@ fn usage(input: u64, output: u64) -> Usage {
 fn block<'a>(a: &'a Answer, tool_id: &'a Id) -> Block<'a> {
     match &a.reply {
         Reply::Text(t) => Block::Text { text: t },
-        Reply::ToolCall { name } => Block::ToolUse {
-            id: tool_id.as_str(),
-            name,
-            input: EmptyObject {},
-        },
+        Reply::ToolCall { name } => Block::ToolUse { id: tool_id.as_str(), name, input: EmptyObject {} },
     }
 }
 
-fn full_message(
-    cx: &ApiCtx<'_>,
-    p: &Prepared<'_>,
-    a: &Answer,
-    fault: Option<StreamFault>,
-) -> Result<Resp, serde_json::Error> {
+fn full_message(cx: &ApiCtx<'_>, p: &Prepared<'_>, a: &Answer, fault: Option<StreamFault>) -> Result<Resp, serde_json::Error> {
     let id = Id::new("msg_01", 22);
     let tool_id = Id::new("toolu_01", 22);
     let content = [block(a, &tool_id)];
@@ -249,25 +195,12 @@ fn full_message(
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Event<'a> {
-    MessageStart {
-        message: MessageObject<'a>,
-    },
-    ContentBlockStart {
-        index: u32,
-        content_block: Block<'a>,
-    },
+    MessageStart { message: MessageObject<'a> },
+    ContentBlockStart { index: u32, content_block: Block<'a> },
     Ping,
-    ContentBlockDelta {
-        index: u32,
-        delta: Delta<'a>,
-    },
-    ContentBlockStop {
-        index: u32,
-    },
-    MessageDelta {
-        delta: StopDelta<'a>,
-        usage: DeltaUsage,
-    },
+    ContentBlockDelta { index: u32, delta: Delta<'a> },
+    ContentBlockStop { index: u32 },
+    MessageDelta { delta: StopDelta<'a>, usage: DeltaUsage },
     MessageStop,
 }
 
@@ -303,12 +236,7 @@ struct DeltaUsage {
     output_tokens: u64,
 }
 
-fn stream_message(
-    cx: &ApiCtx<'_>,
-    p: &Prepared<'_>,
-    a: &Answer,
-    fault: Option<StreamFault>,
-) -> Result<Resp, serde_json::Error> {
+fn stream_message(cx: &ApiCtx<'_>, p: &Prepared<'_>, a: &Answer, fault: Option<StreamFault>) -> Result<Resp, serde_json::Error> {
     let id = Id::new("msg_01", 22);
     let tool_id = Id::new("toolu_01", 22);
     let mut w = SseWriter::new(a.completion_tokens as usize + 7);
@@ -327,41 +255,19 @@ fn stream_message(
     emit(&mut w, Event::MessageStart { message: start })?;
     let opening = match &a.reply {
         Reply::Text(_) => Block::Text { text: "" },
-        Reply::ToolCall { name } => Block::ToolUse {
-            id: tool_id.as_str(),
-            name,
-            input: EmptyObject {},
-        },
+        Reply::ToolCall { name } => Block::ToolUse { id: tool_id.as_str(), name, input: EmptyObject {} },
     };
-    emit(
-        &mut w,
-        Event::ContentBlockStart {
-            index: 0,
-            content_block: opening,
-        },
-    )?;
+    emit(&mut w, Event::ContentBlockStart { index: 0, content_block: opening })?;
     emit(&mut w, Event::Ping)?;
     w.begin_content();
     match &a.reply {
         Reply::Text(text) => {
             for piece in answer::chunks(text) {
-                emit(
-                    &mut w,
-                    Event::ContentBlockDelta {
-                        index: 0,
-                        delta: Delta::TextDelta { text: piece },
-                    },
-                )?;
+                emit(&mut w, Event::ContentBlockDelta { index: 0, delta: Delta::TextDelta { text: piece } })?;
             }
         }
         Reply::ToolCall { .. } => {
-            emit(
-                &mut w,
-                Event::ContentBlockDelta {
-                    index: 0,
-                    delta: Delta::InputJsonDelta { partial_json: "{}" },
-                },
-            )?;
+            emit(&mut w, Event::ContentBlockDelta { index: 0, delta: Delta::InputJsonDelta { partial_json: "{}" } })?;
         }
     }
     w.end_content();
@@ -369,24 +275,14 @@ fn stream_message(
     emit(
         &mut w,
         Event::MessageDelta {
-            delta: StopDelta {
-                stop_reason: stop_reason(a.finish),
-                stop_sequence: stop_sequence(p, a.finish),
-            },
-            usage: DeltaUsage {
-                output_tokens: a.completion_tokens,
-            },
+            delta: StopDelta { stop_reason: stop_reason(a.finish), stop_sequence: stop_sequence(p, a.finish) },
+            usage: DeltaUsage { output_tokens: a.completion_tokens },
         },
     )?;
     if !StreamFault::omits_done(fault) {
         emit(&mut w, Event::MessageStop)?;
     }
-    Ok(stream::sse(
-        cx.shared,
-        w.finish(),
-        fault,
-        MALFORMED_ANTHROPIC,
-    ))
+    Ok(stream::sse(cx.shared, w.finish(), fault, MALFORMED_ANTHROPIC))
 }
 
 #[derive(Serialize)]
@@ -407,34 +303,16 @@ struct ModelPage<'a> {
 }
 
 fn claude_models() -> impl Iterator<Item = ModelInfo<'static>> {
-    MODELS
-        .iter()
-        .filter(|m| m.1 == "anthropic")
-        .map(|m| ModelInfo {
-            kind: "model",
-            id: m.0,
-            display_name: m.3,
-            created_at: m.4,
-        })
+    MODELS.iter().filter(|m| m.1 == "anthropic").map(|m| ModelInfo { kind: "model", id: m.0, display_name: m.3, created_at: m.4 })
 }
 
 pub(super) fn model_list() -> Resp {
     let data: Vec<ModelInfo<'_>> = claude_models().collect();
     let first_id = data.first().map(|m| m.id);
     let last_id = data.last().map(|m| m.id);
-    json_value(
-        StatusCode::OK,
-        &ModelPage {
-            data,
-            has_more: false,
-            first_id,
-            last_id,
-        },
-    )
+    json_value(StatusCode::OK, &ModelPage { data, has_more: false, first_id, last_id })
 }
 
 pub(super) fn model_object(id: &str) -> Option<Resp> {
-    claude_models()
-        .find(|m| m.id == id)
-        .map(|m| json_value(StatusCode::OK, &m))
+    claude_models().find(|m| m.id == id).map(|m| json_value(StatusCode::OK, &m))
 }

@@ -47,22 +47,12 @@ impl ApiCtx<'_> {
 
     /// Applies the active fault, if it matches this request, then checks the
     /// API key. Faults come first: a broken upstream fails whatever the key.
-    pub(crate) async fn gate(
-        &self,
-        shape: Shape,
-        prompt_tokens: u64,
-        model: &str,
-    ) -> Result<Option<StreamFault>, Exit> {
+    pub(crate) async fn gate(&self, shape: Shape, prompt_tokens: u64, model: &str) -> Result<Option<StreamFault>, Exit> {
         let mut stream_fault = None;
         if let Some(t) = self.shared.faults.take(self.path, shape) {
             self.shared.stats.record_fault();
             tracing::debug!(mode = %t.mode, path = self.path, "fault applied");
-            let server = |status| {
-                Err(self.fail(ApiError::Server {
-                    status,
-                    retry_after: t.retry_after,
-                }))
-            };
+            let server = |status| Err(self.fail(ApiError::Server { status, retry_after: t.retry_after }));
             match t.mode {
                 FaultMode::Http500 => return server(500),
                 FaultMode::Http502 => return server(502),
@@ -70,19 +60,13 @@ impl ApiCtx<'_> {
                 FaultMode::Http529 => return server(529),
                 FaultMode::RateLimit => {
                     return Err(self.fail(ApiError::RateLimited {
-                        model: if model.is_empty() {
-                            "this model".to_owned()
-                        } else {
-                            model.to_owned()
-                        },
+                        model: if model.is_empty() { "this model".to_owned() } else { model.to_owned() },
                         retry_after: t.retry_after.unwrap_or(1),
                     }));
                 }
                 FaultMode::Quota => return Err(self.fail(ApiError::Quota)),
                 FaultMode::Unauthorized => {
-                    return Err(self.fail(ApiError::InvalidKey {
-                        masked: "********".to_owned(),
-                    }));
+                    return Err(self.fail(ApiError::InvalidKey { masked: "********".to_owned() }));
                 }
                 FaultMode::Forbidden => return Err(self.fail(ApiError::Forbidden)),
                 FaultMode::ContextLength => {
@@ -95,24 +79,15 @@ impl ApiCtx<'_> {
                 FaultMode::SlowFirstToken => {
                     tokio::time::sleep(t.delay.unwrap_or(Duration::from_millis(1000))).await;
                 }
-                FaultMode::StallMidStream
-                | FaultMode::CutMidStream
-                | FaultMode::MalformedChunk
-                | FaultMode::MissingDone => {
-                    stream_fault = Some(StreamFault {
-                        mode: t.mode,
-                        after_chunks: t.after_chunks,
-                        delay: t.delay,
-                        generation: t.generation,
-                    });
+                FaultMode::StallMidStream | FaultMode::CutMidStream | FaultMode::MalformedChunk | FaultMode::MissingDone => {
+                    stream_fault =
+                        Some(StreamFault { mode: t.mode, after_chunks: t.after_chunks, delay: t.delay, generation: t.generation });
                 }
                 // Never taken by a request: it acts on the listener.
                 FaultMode::Refuse => {}
             }
         }
-        self.shared
-            .authorize(self.flavor, self.headers)
-            .map_err(|e| self.fail(e))?;
+        self.shared.authorize(self.flavor, self.headers).map_err(|e| self.fail(e))?;
         Ok(stream_fault)
     }
 
@@ -181,17 +156,11 @@ pub(crate) fn required<'a>(
 }
 
 /// `max_tokens` and its relatives must be at least 1 when given.
-pub(crate) fn check_max_tokens(
-    value: Option<u64>,
-    name: &'static str,
-    flavor: Flavor,
-) -> Result<Option<u64>, ApiError> {
+pub(crate) fn check_max_tokens(value: Option<u64>, name: &'static str, flavor: Flavor) -> Result<Option<u64>, ApiError> {
     match value {
         Some(0) => Err(ApiError::invalid(
             match flavor {
-                Flavor::OpenAi => format!(
-                    "Invalid '{name}': integer below minimum value. Expected a value >= 1, but got 0 instead."
-                ),
+                Flavor::OpenAi => format!("Invalid '{name}': integer below minimum value. Expected a value >= 1, but got 0 instead."),
                 Flavor::Anthropic => format!("{name}: Input should be greater than or equal to 1"),
             },
             name,

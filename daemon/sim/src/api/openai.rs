@@ -65,19 +65,10 @@ struct Prepared<'a> {
 
 impl Prepared<'_> {
     fn shape(&self) -> Shape {
-        Shape {
-            stream: self.stream,
-            prefill: self.conv.has_prefill(),
-        }
+        Shape { stream: self.stream, prefill: self.conv.has_prefill() }
     }
     fn answer(&self) -> Answer {
-        answer::answer(
-            &self.conv,
-            &Limits {
-                max_tokens: self.max_tokens,
-                stop: &self.stop,
-            },
-        )
+        answer::answer(&self.conv, &Limits { max_tokens: self.max_tokens, stop: &self.stop })
     }
 }
 
@@ -95,16 +86,10 @@ fn prepare_chat(body: &[u8]) -> Result<Prepared<'_>, ApiError> {
     let messages = match req.messages {
         Some(m) if !m.is_empty() => m,
         Some(_) => {
-            return Err(ApiError::invalid(
-                "[] is too short - 'messages'",
-                "messages",
-            ));
+            return Err(ApiError::invalid("[] is too short - 'messages'", "messages"));
         }
         None => {
-            return Err(ApiError::invalid(
-                "Missing required parameter: 'messages'.",
-                "messages",
-            ));
+            return Err(ApiError::invalid("Missing required parameter: 'messages'.", "messages"));
         }
     };
     let max_tokens = match req.max_completion_tokens {
@@ -114,22 +99,13 @@ fn prepare_chat(body: &[u8]) -> Result<Prepared<'_>, ApiError> {
     Ok(Prepared {
         conv: Conversation {
             model,
-            messages: messages
-                .into_iter()
-                .map(|m| Msg {
-                    role: Role::parse(&m.role),
-                    text: m.content,
-                })
-                .collect(),
+            messages: messages.into_iter().map(|m| Msg { role: Role::parse(&m.role), text: m.content }).collect(),
             tools: req.tools.0 > 0,
         },
         max_tokens,
         stop: req.stop.0,
         stream: req.stream.unwrap_or(false),
-        include_usage: req
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
+        include_usage: req.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
     })
 }
 
@@ -139,11 +115,7 @@ pub(super) async fn chat(cx: &ApiCtx<'_>, body: &Bytes) -> Result<Resp, Exit> {
     let fault = cx.gate(shape, prompt_tokens, model).await?;
     let p = prepared.map_err(|e| cx.fail(e))?;
     let a = p.answer();
-    let r = if p.stream {
-        chat_stream(cx, &p, &a, fault)
-    } else {
-        chat_full(cx, &p, &a, fault)
-    };
+    let r = if p.stream { chat_stream(cx, &p, &a, fault) } else { chat_full(cx, &p, &a, fault) };
     r.map_err(|e| cx.fail(ApiError::Internal(e.to_string())))
 }
 
@@ -184,10 +156,7 @@ impl Usage {
             prompt_tokens: a.prompt_tokens,
             completion_tokens: a.completion_tokens,
             total_tokens: a.prompt_tokens + a.completion_tokens,
-            prompt_tokens_details: PromptDetails {
-                cached_tokens: 0,
-                audio_tokens: 0,
-            },
+            prompt_tokens_details: PromptDetails { cached_tokens: 0, audio_tokens: 0 },
             completion_tokens_details: CompletionDetails {
                 reasoning_tokens: 0,
                 audio_tokens: 0,
@@ -246,12 +215,7 @@ struct AssistantMessage<'a> {
     tool_calls: Option<[ToolCall<'a>; 1]>,
 }
 
-fn chat_full(
-    cx: &ApiCtx<'_>,
-    p: &Prepared<'_>,
-    a: &Answer,
-    fault: Option<StreamFault>,
-) -> Result<Resp, serde_json::Error> {
+fn chat_full(cx: &ApiCtx<'_>, p: &Prepared<'_>, a: &Answer, fault: Option<StreamFault>) -> Result<Resp, serde_json::Error> {
     let (content, tool_calls) = match &a.reply {
         Reply::Text(t) => (Some(t.as_str()), None),
         Reply::ToolCall { name } => (
@@ -260,10 +224,7 @@ fn chat_full(
                 index: None,
                 id: Some(Id::new("call_", 24)),
                 kind: Some("function"),
-                function: Function {
-                    name: Some(name),
-                    arguments: "{}",
-                },
+                function: Function { name: Some(name), arguments: "{}" },
             }]),
         ),
     };
@@ -274,13 +235,7 @@ fn chat_full(
         model: &p.conv.model,
         choices: [Choice {
             index: 0,
-            message: AssistantMessage {
-                role: "assistant",
-                content,
-                refusal: None,
-                annotations: [],
-                tool_calls,
-            },
+            message: AssistantMessage { role: "assistant", content, refusal: None, annotations: [], tool_calls },
             logprobs: None,
             finish_reason: finish_reason(a.finish),
         }],
@@ -327,12 +282,7 @@ struct Delta<'a> {
     tool_calls: Option<[ToolCall<'a>; 1]>,
 }
 
-fn chat_stream(
-    cx: &ApiCtx<'_>,
-    p: &Prepared<'_>,
-    a: &Answer,
-    fault: Option<StreamFault>,
-) -> Result<Resp, serde_json::Error> {
+fn chat_stream(cx: &ApiCtx<'_>, p: &Prepared<'_>, a: &Answer, fault: Option<StreamFault>) -> Result<Resp, serde_json::Error> {
     let id = Id::new("chatcmpl-", 29);
     let created = unix_now();
     let usage = Usage::of(a);
@@ -347,12 +297,7 @@ fn chat_stream(
                 model: &p.conv.model,
                 service_tier: "default",
                 system_fingerprint: FINGERPRINT,
-                choices: &[ChunkChoice {
-                    index: 0,
-                    delta,
-                    logprobs: None,
-                    finish_reason: finish,
-                }],
+                choices: &[ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish }],
                 usage: usage_field(false),
             },
         )
@@ -360,23 +305,11 @@ fn chat_stream(
     let mut w = SseWriter::new(a.completion_tokens as usize + 5);
     match &a.reply {
         Reply::Text(text) => {
-            let first = Delta {
-                role: Some("assistant"),
-                content: Some(Some("")),
-                refusal: Some(None),
-                tool_calls: None,
-            };
+            let first = Delta { role: Some("assistant"), content: Some(Some("")), refusal: Some(None), tool_calls: None };
             chunk(first, None, &mut w)?;
             w.begin_content();
             for piece in answer::chunks(text) {
-                chunk(
-                    Delta {
-                        content: Some(Some(piece)),
-                        ..Delta::default()
-                    },
-                    None,
-                    &mut w,
-                )?;
+                chunk(Delta { content: Some(Some(piece)), ..Delta::default() }, None, &mut w)?;
             }
         }
         Reply::ToolCall { name } => {
@@ -388,24 +321,13 @@ fn chat_stream(
                     index: Some(0),
                     id: Some(Id::new("call_", 24)),
                     kind: Some("function"),
-                    function: Function {
-                        name: Some(name),
-                        arguments: "",
-                    },
+                    function: Function { name: Some(name), arguments: "" },
                 }]),
             };
             chunk(first, None, &mut w)?;
             w.begin_content();
             let args = Delta {
-                tool_calls: Some([ToolCall {
-                    index: Some(0),
-                    id: None,
-                    kind: None,
-                    function: Function {
-                        name: None,
-                        arguments: "{}",
-                    },
-                }]),
+                tool_calls: Some([ToolCall { index: Some(0), id: None, kind: None, function: Function { name: None, arguments: "{}" } }]),
                 ..Delta::default()
             };
             chunk(args, None, &mut w)?;
@@ -460,21 +382,11 @@ fn prepare_completion(body: &[u8]) -> Result<Prepared<'_>, ApiError> {
     let model = required(req.model, "model", Flavor::OpenAi)?;
     let max_tokens = check_max_tokens(req.max_tokens, "max_tokens", Flavor::OpenAi)?;
     Ok(Prepared {
-        conv: Conversation {
-            model,
-            messages: vec![Msg {
-                role: Role::User,
-                text: req.prompt,
-            }],
-            tools: false,
-        },
+        conv: Conversation { model, messages: vec![Msg { role: Role::User, text: req.prompt }], tools: false },
         max_tokens: Some(max_tokens.unwrap_or(LEGACY_DEFAULT_MAX_TOKENS)),
         stop: req.stop.0,
         stream: req.stream.unwrap_or(false),
-        include_usage: req
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
+        include_usage: req.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
     })
 }
 
@@ -505,11 +417,7 @@ struct Head<'a> {
 }
 
 impl Head<'_> {
-    fn object<'b>(
-        &'b self,
-        choices: &'b [TextChoice<'b>],
-        usage: Option<Option<&'b LegacyUsage>>,
-    ) -> TextCompletion<'b> {
+    fn object<'b>(&'b self, choices: &'b [TextChoice<'b>], usage: Option<Option<&'b LegacyUsage>>) -> TextCompletion<'b> {
         TextCompletion {
             id: self.id,
             object: "text_completion",
@@ -539,12 +447,7 @@ pub(super) async fn completions(cx: &ApiCtx<'_>, body: &Bytes) -> Result<Resp, E
     completion_response(cx, &p, &a, fault).map_err(|e| cx.fail(ApiError::Internal(e.to_string())))
 }
 
-fn completion_response(
-    cx: &ApiCtx<'_>,
-    p: &Prepared<'_>,
-    a: &Answer,
-    fault: Option<StreamFault>,
-) -> Result<Resp, serde_json::Error> {
+fn completion_response(cx: &ApiCtx<'_>, p: &Prepared<'_>, a: &Answer, fault: Option<StreamFault>) -> Result<Resp, serde_json::Error> {
     let id = Id::new("cmpl-", 29);
     let created = unix_now();
     let usage = LegacyUsage {
@@ -552,44 +455,22 @@ fn completion_response(
         completion_tokens: a.completion_tokens,
         total_tokens: a.prompt_tokens + a.completion_tokens,
     };
-    let head = Head {
-        id: id.as_str(),
-        created,
-        model: &p.conv.model,
-    };
+    let head = Head { id: id.as_str(), created, model: &p.conv.model };
     let finish = finish_reason(a.finish);
     if !p.stream {
-        let choice = [TextChoice {
-            text: a.text(),
-            index: 0,
-            logprobs: None,
-            finish_reason: Some(finish),
-        }];
-        let bytes = to_json(
-            &head.object(&choice, Some(Some(&usage))),
-            384 + a.text().len(),
-        )?;
+        let choice = [TextChoice { text: a.text(), index: 0, logprobs: None, finish_reason: Some(finish) }];
+        let bytes = to_json(&head.object(&choice, Some(Some(&usage))), 384 + a.text().len())?;
         return Ok(stream::json(cx.shared, StatusCode::OK, bytes, fault));
     }
     let usage_null = p.include_usage.then_some(None);
     let mut w = SseWriter::new(a.completion_tokens as usize + 4);
     w.begin_content();
     for piece in answer::chunks(a.text()) {
-        let choice = [TextChoice {
-            text: piece,
-            index: 0,
-            logprobs: None,
-            finish_reason: None,
-        }];
+        let choice = [TextChoice { text: piece, index: 0, logprobs: None, finish_reason: None }];
         w.event(None, &head.object(&choice, usage_null))?;
     }
     w.end_content();
-    let last = [TextChoice {
-        text: "",
-        index: 0,
-        logprobs: None,
-        finish_reason: Some(finish),
-    }];
+    let last = [TextChoice { text: "", index: 0, logprobs: None, finish_reason: Some(finish) }];
     w.event(None, &head.object(&last, usage_null))?;
     if p.include_usage {
         w.event(None, &head.object(&[], Some(Some(&usage))))?;
@@ -620,12 +501,7 @@ const MAX_DIMS: usize = 4096;
 
 /// One input to embed: its hash and its token count.
 fn embedding_inputs(raw: &RawValue) -> Result<Vec<(u64, u64)>, ApiError> {
-    let invalid = || {
-        ApiError::invalid(
-            "'input' must be a string, an array of strings or an array of token arrays",
-            "input",
-        )
-    };
+    let invalid = || ApiError::invalid("'input' must be a string, an array of strings or an array of token arrays", "input");
     let hash = |bytes: &[u8]| {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in bytes {
@@ -637,21 +513,14 @@ fn embedding_inputs(raw: &RawValue) -> Result<Vec<(u64, u64)>, ApiError> {
     let text = raw.get().trim_start();
     if text.starts_with('"') {
         let s: Cow<'_, str> = serde_json::from_str(raw.get()).map_err(|_| invalid())?;
-        return Ok(vec![(
-            hash(s.as_bytes()),
-            s.split_whitespace().count() as u64,
-        )]);
+        return Ok(vec![(hash(s.as_bytes()), s.split_whitespace().count() as u64)]);
     }
     let items: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| invalid())?;
     if items.is_empty() {
         return Err(invalid());
     }
     // A flat array of numbers is one tokenized input.
-    if items[0]
-        .get()
-        .trim_start()
-        .starts_with(|c: char| c.is_ascii_digit() || c == '-')
-    {
+    if items[0].get().trim_start().starts_with(|c: char| c.is_ascii_digit() || c == '-') {
         return Ok(vec![(hash(raw.get().as_bytes()), items.len() as u64)]);
     }
     items
@@ -718,29 +587,16 @@ struct EmbeddingUsage {
 }
 
 pub(super) async fn embeddings(cx: &ApiCtx<'_>, body: &Bytes) -> Result<Resp, Exit> {
-    let parsed: Result<EmbeddingRequest<'_>, ApiError> =
-        serde_json::from_slice(body).map_err(bad_json);
-    let model = parsed
-        .as_ref()
-        .ok()
-        .and_then(|r| r.model.as_deref())
-        .unwrap_or("");
+    let parsed: Result<EmbeddingRequest<'_>, ApiError> = serde_json::from_slice(body).map_err(bad_json);
+    let model = parsed.as_ref().ok().and_then(|r| r.model.as_deref()).unwrap_or("");
     let fault = cx.gate(Shape::default(), 0, model).await?;
     let req = parsed.map_err(|e| cx.fail(e))?;
     let model = required(req.model, "model", Flavor::OpenAi).map_err(|e| cx.fail(e))?;
-    let input = req.input.ok_or_else(|| {
-        cx.fail(ApiError::invalid(
-            "Missing required parameter: 'input'.",
-            "input",
-        ))
-    })?;
+    let input = req.input.ok_or_else(|| cx.fail(ApiError::invalid("Missing required parameter: 'input'.", "input")))?;
     let inputs = embedding_inputs(input).map_err(|e| cx.fail(e))?;
     let dims = req.dimensions.unwrap_or(EMBEDDING_DIMS);
     if dims == 0 || dims > MAX_DIMS {
-        return Err(cx.fail(ApiError::invalid(
-            format!("'dimensions' must be between 1 and {MAX_DIMS}"),
-            "dimensions",
-        )));
+        return Err(cx.fail(ApiError::invalid(format!("'dimensions' must be between 1 and {MAX_DIMS}"), "dimensions")));
     }
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
@@ -764,24 +620,11 @@ pub(super) async fn embeddings(cx: &ApiCtx<'_>, body: &Bytes) -> Result<Resp, Ex
             } else {
                 EmbeddingValue::Floats(v.into_iter().map(f64::from).collect())
             };
-            EmbeddingItem {
-                object: "embedding",
-                index,
-                embedding,
-            }
+            EmbeddingItem { object: "embedding", index, embedding }
         })
         .collect();
-    let list = EmbeddingList {
-        object: "list",
-        data,
-        model: &model,
-        usage: EmbeddingUsage {
-            prompt_tokens: tokens,
-            total_tokens: tokens,
-        },
-    };
-    let bytes = to_json(&list, 256 + inputs.len() * dims * 12)
-        .map_err(|e| cx.fail(ApiError::Internal(e.to_string())))?;
+    let list = EmbeddingList { object: "list", data, model: &model, usage: EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens } };
+    let bytes = to_json(&list, 256 + inputs.len() * dims * 12).map_err(|e| cx.fail(ApiError::Internal(e.to_string())))?;
     Ok(stream::json(cx.shared, StatusCode::OK, bytes, fault))
 }
 
@@ -790,41 +633,11 @@ pub(super) async fn embeddings(cx: &ApiCtx<'_>, body: &Bytes) -> Result<Resp, Ex
 /// The models the simulator lists: (id, owner, created, display name,
 /// created_at).
 pub(super) const MODELS: [(&str, &str, u64, &str, &str); 5] = [
-    (
-        "gpt-4o",
-        "openai",
-        1_715_367_049,
-        "GPT-4o",
-        "2024-05-13T00:00:00Z",
-    ),
-    (
-        "gpt-4o-mini",
-        "openai",
-        1_721_172_741,
-        "GPT-4o mini",
-        "2024-07-18T00:00:00Z",
-    ),
-    (
-        "claude-sonnet-4-5",
-        "anthropic",
-        1_759_104_000,
-        "Claude Sonnet 4.5",
-        "2025-09-29T00:00:00Z",
-    ),
-    (
-        "claude-haiku-4-5",
-        "anthropic",
-        1_760_486_400,
-        "Claude Haiku 4.5",
-        "2025-10-15T00:00:00Z",
-    ),
-    (
-        "text-embedding-3-small",
-        "openai",
-        1_705_948_997,
-        "text-embedding-3-small",
-        "2024-01-22T00:00:00Z",
-    ),
+    ("gpt-4o", "openai", 1_715_367_049, "GPT-4o", "2024-05-13T00:00:00Z"),
+    ("gpt-4o-mini", "openai", 1_721_172_741, "GPT-4o mini", "2024-07-18T00:00:00Z"),
+    ("claude-sonnet-4-5", "anthropic", 1_759_104_000, "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
+    ("claude-haiku-4-5", "anthropic", 1_760_486_400, "Claude Haiku 4.5", "2025-10-15T00:00:00Z"),
+    ("text-embedding-3-small", "openai", 1_705_948_997, "text-embedding-3-small", "2024-01-22T00:00:00Z"),
 ];
 
 #[derive(Serialize)]
@@ -841,32 +654,16 @@ struct ModelList<'a> {
     data: Vec<ModelObject<'a>>,
 }
 
-fn model_obj(
-    m: &(&'static str, &'static str, u64, &'static str, &'static str),
-) -> ModelObject<'static> {
-    ModelObject {
-        id: m.0,
-        object: "model",
-        created: m.2,
-        owned_by: m.1,
-    }
+fn model_obj(m: &(&'static str, &'static str, u64, &'static str, &'static str)) -> ModelObject<'static> {
+    ModelObject { id: m.0, object: "model", created: m.2, owned_by: m.1 }
 }
 
 pub(super) fn model_list() -> Resp {
-    json_value(
-        StatusCode::OK,
-        &ModelList {
-            object: "list",
-            data: MODELS.iter().map(model_obj).collect(),
-        },
-    )
+    json_value(StatusCode::OK, &ModelList { object: "list", data: MODELS.iter().map(model_obj).collect() })
 }
 
 pub(super) fn model_object(id: &str) -> Option<Resp> {
-    MODELS
-        .iter()
-        .find(|m| m.0 == id)
-        .map(|m| json_value(StatusCode::OK, &model_obj(m)))
+    MODELS.iter().find(|m| m.0 == id).map(|m| json_value(StatusCode::OK, &model_obj(m)))
 }
 
 #[cfg(test)]
@@ -878,18 +675,8 @@ mod tests {
     fn embedding_input_shapes() {
         let raw = |s: &str| serde_json::from_str::<Box<RawValue>>(s).unwrap();
         assert_eq!(embedding_inputs(&raw(r#""a b""#)).unwrap().len(), 1);
-        assert_eq!(
-            embedding_inputs(&raw(r#"["a", "b c"]"#))
-                .unwrap()
-                .iter()
-                .map(|x| x.1)
-                .collect::<Vec<_>>(),
-            [1, 2]
-        );
-        assert_eq!(
-            embedding_inputs(&raw("[1, 2, 3]")).unwrap(),
-            embedding_inputs(&raw("[1, 2, 3]")).unwrap()
-        );
+        assert_eq!(embedding_inputs(&raw(r#"["a", "b c"]"#)).unwrap().iter().map(|x| x.1).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(embedding_inputs(&raw("[1, 2, 3]")).unwrap(), embedding_inputs(&raw("[1, 2, 3]")).unwrap());
         assert_eq!(embedding_inputs(&raw("[1, 2, 3]")).unwrap()[0].1, 3);
         assert_eq!(embedding_inputs(&raw("[[1, 2], [3]]")).unwrap().len(), 2);
         assert!(embedding_inputs(&raw("[]")).is_err());

@@ -41,25 +41,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Input<'a> {
                 f.write_str("a string or an array of input items")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Input(vec![Msg {
-                    role: Role::User,
-                    text: Text::One(Cow::Borrowed(v)),
-                }]))
+                Ok(Input(vec![Msg { role: Role::User, text: Text::One(Cow::Borrowed(v)) }]))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Input(vec![Msg {
-                    role: Role::User,
-                    text: Text::One(Cow::Owned(v.to_owned())),
-                }]))
+                Ok(Input(vec![Msg { role: Role::User, text: Text::One(Cow::Owned(v.to_owned())) }]))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut msgs = Vec::new();
                 while let Some(item) = seq.next_element::<Item<'de>>()? {
                     let role = item.role.as_deref().map_or(Role::Other, Role::parse);
-                    msgs.push(Msg {
-                        role,
-                        text: item.content,
-                    });
+                    msgs.push(Msg { role, text: item.content });
                 }
                 Ok(Input(msgs))
             }
@@ -96,19 +87,12 @@ fn prepare(body: &[u8]) -> Result<Prepared<'_>, ApiError> {
     let req: ResponsesRequest<'_> = serde_json::from_slice(body).map_err(bad_json)?;
     let model = required(req.model, "model", Flavor::OpenAi)?;
     let Some(Input(input)) = req.input else {
-        return Err(ApiError::invalid(
-            "Missing required parameter: 'input'.",
-            "input",
-        ));
+        return Err(ApiError::invalid("Missing required parameter: 'input'.", "input"));
     };
-    let max_output_tokens =
-        check_max_tokens(req.max_output_tokens, "max_output_tokens", Flavor::OpenAi)?;
+    let max_output_tokens = check_max_tokens(req.max_output_tokens, "max_output_tokens", Flavor::OpenAi)?;
     let mut messages = Vec::with_capacity(input.len() + 1);
     if let Some(i) = req.instructions.as_ref().filter(|i| !i.is_empty()) {
-        messages.push(Msg {
-            role: Role::System,
-            text: Text::One(i.clone()),
-        });
+        messages.push(Msg { role: Role::System, text: Text::One(i.clone()) });
     }
     messages.extend(input);
     let has_tools = req.tools.is_some_and(|t| {
@@ -116,11 +100,7 @@ fn prepare(body: &[u8]) -> Result<Prepared<'_>, ApiError> {
         t.starts_with('[') && t[1..].trim_start() != "]"
     });
     Ok(Prepared {
-        conv: Conversation {
-            model,
-            messages,
-            tools: has_tools,
-        },
+        conv: Conversation { model, messages, tools: has_tools },
         instructions: req.instructions,
         max_output_tokens,
         stream: req.stream.unwrap_or(false),
@@ -140,19 +120,8 @@ struct OutputText<'a> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum OutputItem<'a> {
-    Message {
-        id: &'a str,
-        status: &'static str,
-        role: &'static str,
-        content: Vec<OutputText<'a>>,
-    },
-    FunctionCall {
-        id: &'a str,
-        call_id: &'a str,
-        name: &'a str,
-        arguments: &'a str,
-        status: &'static str,
-    },
+    Message { id: &'a str, status: &'static str, role: &'static str, content: Vec<OutputText<'a>> },
+    FunctionCall { id: &'a str, call_id: &'a str, name: &'a str, arguments: &'a str, status: &'static str },
 }
 
 #[derive(Serialize)]
@@ -229,25 +198,12 @@ struct ResponseObject<'a> {
 pub(super) async fn responses(cx: &ApiCtx<'_>, body: &Bytes) -> Result<Resp, Exit> {
     let prepared = prepare(body);
     let (shape, prompt_tokens, model) = match &prepared {
-        Ok(p) => (
-            Shape {
-                stream: p.stream,
-                prefill: p.conv.has_prefill(),
-            },
-            p.conv.prompt_tokens(),
-            &*p.conv.model,
-        ),
+        Ok(p) => (Shape { stream: p.stream, prefill: p.conv.has_prefill() }, p.conv.prompt_tokens(), &*p.conv.model),
         Err(_) => (Shape::default(), 0, ""),
     };
     let fault = cx.gate(shape, prompt_tokens, model).await?;
     let p = prepared.map_err(|e| cx.fail(e))?;
-    let a = answer::answer(
-        &p.conv,
-        &Limits {
-            max_tokens: p.max_output_tokens,
-            stop: &[],
-        },
-    );
+    let a = answer::answer(&p.conv, &Limits { max_tokens: p.max_output_tokens, stop: &[] });
     render(cx, &p, &a, fault).map_err(|e| cx.fail(ApiError::Internal(e.to_string())))
 }
 
@@ -276,24 +232,17 @@ fn response_object<'a>(
             (true, true) => "incomplete",
         },
         error: None,
-        incomplete_details: (done && incomplete).then_some(Incomplete {
-            reason: "max_output_tokens",
-        }),
+        incomplete_details: (done && incomplete).then_some(Incomplete { reason: "max_output_tokens" }),
         instructions: p.instructions.as_deref(),
         max_output_tokens: p.max_output_tokens,
         model: &p.conv.model,
         output,
         parallel_tool_calls: true,
         previous_response_id: None,
-        reasoning: Reasoning {
-            effort: None,
-            summary: None,
-        },
+        reasoning: Reasoning { effort: None, summary: None },
         store: true,
         temperature: 1.0,
-        text: TextFormat {
-            format: FormatType { kind: "text" },
-        },
+        text: TextFormat { format: FormatType { kind: "text" } },
         tool_choice: "auto",
         tools: p.tools.unwrap_or_else(|| empty_raw()),
         top_p: 1.0,
@@ -302,9 +251,7 @@ fn response_object<'a>(
             input_tokens: a.prompt_tokens,
             input_tokens_details: CachedTokens { cached_tokens: 0 },
             output_tokens: a.completion_tokens,
-            output_tokens_details: ReasoningTokens {
-                reasoning_tokens: 0,
-            },
+            output_tokens_details: ReasoningTokens { reasoning_tokens: 0 },
             total_tokens: a.prompt_tokens + a.completion_tokens,
         }),
         user: None,
@@ -315,9 +262,7 @@ fn response_object<'a>(
 /// `[]` as a raw value, for the `tools` echo when the request had none.
 fn empty_raw() -> &'static RawValue {
     static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(|| {
-        RawValue::from_string("[]".to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned())
-    })
+    EMPTY.get_or_init(|| RawValue::from_string("[]".to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned()))
 }
 
 fn final_item<'a>(a: &'a Answer, ids: &'a Ids, text_status: &'static str) -> OutputItem<'a> {
@@ -326,20 +271,11 @@ fn final_item<'a>(a: &'a Answer, ids: &'a Ids, text_status: &'static str) -> Out
             id: ids.item.as_str(),
             status: text_status,
             role: "assistant",
-            content: vec![OutputText {
-                kind: "output_text",
-                text: t,
-                annotations: [],
-                logprobs: [],
-            }],
+            content: vec![OutputText { kind: "output_text", text: t, annotations: [], logprobs: [] }],
         },
-        Reply::ToolCall { name } => OutputItem::FunctionCall {
-            id: ids.item.as_str(),
-            call_id: ids.call.as_str(),
-            name,
-            arguments: "{}",
-            status: "completed",
-        },
+        Reply::ToolCall { name } => {
+            OutputItem::FunctionCall { id: ids.item.as_str(), call_id: ids.call.as_str(), name, arguments: "{}", status: "completed" }
+        }
     }
 }
 
@@ -352,24 +288,12 @@ struct Event<'a, T: Serialize> {
     payload: T,
 }
 
-fn render(
-    cx: &ApiCtx<'_>,
-    p: &Prepared<'_>,
-    a: &Answer,
-    fault: Option<StreamFault>,
-) -> Result<Resp, serde_json::Error> {
+fn render(cx: &ApiCtx<'_>, p: &Prepared<'_>, a: &Answer, fault: Option<StreamFault>) -> Result<Resp, serde_json::Error> {
     let is_tool = matches!(a.reply, Reply::ToolCall { .. });
-    let ids = Ids {
-        response: Id::new("resp_", 48 - 5),
-        item: Id::new(if is_tool { "fc_" } else { "msg_" }, 40),
-        call: Id::new("call_", 24),
-    };
+    let ids =
+        Ids { response: Id::new("resp_", 48 - 5), item: Id::new(if is_tool { "fc_" } else { "msg_" }, 40), call: Id::new("call_", 24) };
     let created_at = unix_now();
-    let text_status = if a.finish == Finish::Length {
-        "incomplete"
-    } else {
-        "completed"
-    };
+    let text_status = if a.finish == Finish::Length { "incomplete" } else { "completed" };
     let done_item = [final_item(a, &ids, text_status)];
     if !p.stream {
         let obj = response_object(p, a, &ids, created_at, &done_item, true);
@@ -390,17 +314,9 @@ fn render(
         response: ResponseObject<'a>,
     }
     let started = response_object(p, a, &ids, created_at, &[], false);
-    event(
-        &mut w,
-        "response.created",
-        &WithResponse { response: started },
-    )?;
+    event(&mut w, "response.created", &WithResponse { response: started })?;
     let started = response_object(p, a, &ids, created_at, &[], false);
-    event(
-        &mut w,
-        "response.in_progress",
-        &WithResponse { response: started },
-    )?;
+    event(&mut w, "response.in_progress", &WithResponse { response: started })?;
 
     #[derive(Serialize)]
     struct ItemEvent<'a> {
@@ -446,134 +362,37 @@ fn render(
     let item_id = ids.item.as_str();
     match &a.reply {
         Reply::Text(text) => {
-            let added = OutputItem::Message {
-                id: item_id,
-                status: "in_progress",
-                role: "assistant",
-                content: Vec::new(),
-            };
-            event(
-                &mut w,
-                "response.output_item.added",
-                &ItemEvent {
-                    output_index: 0,
-                    item: &added,
-                },
-            )?;
-            let part = OutputText {
-                kind: "output_text",
-                text: "",
-                annotations: [],
-                logprobs: [],
-            };
-            event(
-                &mut w,
-                "response.content_part.added",
-                &PartEvent {
-                    item_id,
-                    output_index: 0,
-                    content_index: 0,
-                    part,
-                },
-            )?;
+            let added = OutputItem::Message { id: item_id, status: "in_progress", role: "assistant", content: Vec::new() };
+            event(&mut w, "response.output_item.added", &ItemEvent { output_index: 0, item: &added })?;
+            let part = OutputText { kind: "output_text", text: "", annotations: [], logprobs: [] };
+            event(&mut w, "response.content_part.added", &PartEvent { item_id, output_index: 0, content_index: 0, part })?;
             w.begin_content();
             for piece in answer::chunks(text) {
-                let d = TextDelta {
-                    item_id,
-                    output_index: 0,
-                    content_index: 0,
-                    delta: piece,
-                    logprobs: [],
-                };
+                let d = TextDelta { item_id, output_index: 0, content_index: 0, delta: piece, logprobs: [] };
                 event(&mut w, "response.output_text.delta", &d)?;
             }
             w.end_content();
-            let done = TextDone {
-                item_id,
-                output_index: 0,
-                content_index: 0,
-                text,
-                logprobs: [],
-            };
+            let done = TextDone { item_id, output_index: 0, content_index: 0, text, logprobs: [] };
             event(&mut w, "response.output_text.done", &done)?;
-            let part = OutputText {
-                kind: "output_text",
-                text,
-                annotations: [],
-                logprobs: [],
-            };
-            event(
-                &mut w,
-                "response.content_part.done",
-                &PartEvent {
-                    item_id,
-                    output_index: 0,
-                    content_index: 0,
-                    part,
-                },
-            )?;
+            let part = OutputText { kind: "output_text", text, annotations: [], logprobs: [] };
+            event(&mut w, "response.content_part.done", &PartEvent { item_id, output_index: 0, content_index: 0, part })?;
         }
         Reply::ToolCall { name } => {
-            let added = OutputItem::FunctionCall {
-                id: item_id,
-                call_id: ids.call.as_str(),
-                name,
-                arguments: "",
-                status: "in_progress",
-            };
-            event(
-                &mut w,
-                "response.output_item.added",
-                &ItemEvent {
-                    output_index: 0,
-                    item: &added,
-                },
-            )?;
+            let added = OutputItem::FunctionCall { id: item_id, call_id: ids.call.as_str(), name, arguments: "", status: "in_progress" };
+            event(&mut w, "response.output_item.added", &ItemEvent { output_index: 0, item: &added })?;
             w.begin_content();
-            event(
-                &mut w,
-                "response.function_call_arguments.delta",
-                &ArgsDelta {
-                    item_id,
-                    output_index: 0,
-                    delta: "{}",
-                },
-            )?;
+            event(&mut w, "response.function_call_arguments.delta", &ArgsDelta { item_id, output_index: 0, delta: "{}" })?;
             w.end_content();
-            event(
-                &mut w,
-                "response.function_call_arguments.done",
-                &ArgsDone {
-                    item_id,
-                    output_index: 0,
-                    arguments: "{}",
-                },
-            )?;
+            event(&mut w, "response.function_call_arguments.done", &ArgsDone { item_id, output_index: 0, arguments: "{}" })?;
         }
     }
-    event(
-        &mut w,
-        "response.output_item.done",
-        &ItemEvent {
-            output_index: 0,
-            item: &done_item[0],
-        },
-    )?;
+    event(&mut w, "response.output_item.done", &ItemEvent { output_index: 0, item: &done_item[0] })?;
     if !StreamFault::omits_done(fault) {
-        let kind = if a.finish == Finish::Length {
-            "response.incomplete"
-        } else {
-            "response.completed"
-        };
+        let kind = if a.finish == Finish::Length { "response.incomplete" } else { "response.completed" };
         let done = response_object(p, a, &ids, created_at, &done_item, true);
         event(&mut w, kind, &WithResponse { response: done })?;
     }
-    Ok(stream::sse(
-        cx.shared,
-        w.finish(),
-        fault,
-        MALFORMED_RESPONSES,
-    ))
+    Ok(stream::sse(cx.shared, w.finish(), fault, MALFORMED_RESPONSES))
 }
 
 /// Lets one closure emit event payloads of different types, each with its
@@ -590,14 +409,7 @@ mod erased_serde_free {
 
     impl<T: Serialize> Payload for T {
         fn emit(&self, w: &mut SseWriter, kind: &str, seq: u64) -> Result<(), serde_json::Error> {
-            w.event(
-                Some(kind),
-                &Event {
-                    kind,
-                    sequence_number: seq,
-                    payload: self,
-                },
-            )
+            w.event(Some(kind), &Event { kind, sequence_number: seq, payload: self })
         }
     }
 }

@@ -27,19 +27,15 @@ impl StreamFault {
 }
 
 /// The event a `malformed_chunk` fault injects, per route format.
-pub(crate) const MALFORMED_OPENAI: &[u8] = b"data: {\"id\":\"chatcmpl-malformed\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tru\n\n";
+pub(crate) const MALFORMED_OPENAI: &[u8] =
+    b"data: {\"id\":\"chatcmpl-malformed\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tru\n\n";
 pub(crate) const MALFORMED_ANTHROPIC: &[u8] =
     b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_del\n\n";
 pub(crate) const MALFORMED_RESPONSES: &[u8] =
     b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\n\n";
 
 /// An SSE response for `plan`.
-pub(crate) fn sse(
-    shared: &Shared,
-    mut plan: SsePlan,
-    fault: Option<StreamFault>,
-    malformed: &'static [u8],
-) -> Resp {
+pub(crate) fn sse(shared: &Shared, mut plan: SsePlan, fault: Option<StreamFault>, malformed: &'static [u8]) -> Resp {
     if let Some(f) = fault.filter(|f| f.mode == FaultMode::MalformedChunk) {
         let at = plan.after_chunks(f.after_chunks);
         plan.frames.insert(at, Bytes::from_static(malformed));
@@ -47,8 +43,7 @@ pub(crate) fn sse(
     }
     let delay = shared.token_delay();
     let pacing = (!delay.is_zero()).then_some((plan.content_start, plan.content_end, delay));
-    let fault =
-        fault.filter(|f| matches!(f.mode, FaultMode::CutMidStream | FaultMode::StallMidStream));
+    let fault = fault.filter(|f| matches!(f.mode, FaultMode::CutMidStream | FaultMode::StallMidStream));
     sse_response(body(shared, plan, fault, pacing))
 }
 
@@ -56,12 +51,7 @@ pub(crate) fn sse(
 /// `cut_mid_stream` and `stall_mid_stream` send the status, the headers
 /// (with the full `Content-Length`) and half the body, then abort or stall;
 /// `malformed_chunk` sends a complete response whose body is cut in half.
-pub(crate) fn json(
-    shared: &Shared,
-    status: StatusCode,
-    bytes: Bytes,
-    fault: Option<StreamFault>,
-) -> Resp {
+pub(crate) fn json(shared: &Shared, status: StatusCode, bytes: Bytes, fault: Option<StreamFault>) -> Resp {
     let Some(f) = fault else {
         return json_bytes(status, bytes);
     };
@@ -70,27 +60,17 @@ pub(crate) fn json(
         FaultMode::MalformedChunk => json_bytes(status, bytes.slice(..half)),
         FaultMode::CutMidStream | FaultMode::StallMidStream => {
             let len = bytes.len();
-            let plan = SsePlan {
-                frames: vec![bytes.slice(..half), bytes.slice(half..)],
-                content_start: 1,
-                content_end: 1,
-            };
+            let plan = SsePlan { frames: vec![bytes.slice(..half), bytes.slice(half..)], content_start: 1, content_end: 1 };
             let mut resp = json_bytes(status, Bytes::new());
             *resp.body_mut() = body(shared, plan, Some(f), None);
-            resp.headers_mut()
-                .insert(CONTENT_LENGTH, HeaderValue::from(len));
+            resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
             resp
         }
         _ => json_bytes(status, bytes),
     }
 }
 
-fn body(
-    shared: &Shared,
-    plan: SsePlan,
-    fault: Option<StreamFault>,
-    pacing: Option<(usize, usize, Duration)>,
-) -> SimBody {
+fn body(shared: &Shared, plan: SsePlan, fault: Option<StreamFault>, pacing: Option<(usize, usize, Duration)>) -> SimBody {
     if fault.is_none() && pacing.is_none() {
         return SimBody::Frames(plan.frames.into_iter());
     }

@@ -40,41 +40,24 @@ async fn any_key_by_default_and_none_is_401() {
 
 #[tokio::test]
 async fn configured_keys_and_revocation() {
-    let sim = sim_with(SimOptions {
-        keys: Some(vec!["good-key-1".into(), "good-key-2".into()]),
-        ..SimOptions::default()
-    })
-    .await;
+    let sim = sim_with(SimOptions { keys: Some(vec!["good-key-1".into(), "good-key-2".into()]), ..SimOptions::default() }).await;
     let c = client();
     let url = format!("{}/v1/chat/completions", sim.base_url());
     let body = json!({"model": "m", "messages": [user("x")]});
     let (s, b) = status_and_body(c.post(&url).bearer_auth("sk-wrong-key-999").json(&body)).await;
     assert_eq!(s, 401);
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("sk-*********-999"),
-        "{b}"
-    );
+    assert!(b["error"]["message"].as_str().unwrap().contains("sk-*********-999"), "{b}");
     let (s, _) = status_and_body(c.post(&url).bearer_auth("good-key-1").json(&body)).await;
     assert_eq!(s, 200);
 
     // Revoke through the control endpoint.
-    let r = c
-        .post(format!("{}/_sim/keys/revoke", sim.base_url()))
-        .json(&json!({"key": "good-key-1"}))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(format!("{}/_sim/keys/revoke", sim.base_url())).json(&json!({"key": "good-key-1"})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let (s, _) = status_and_body(c.post(&url).bearer_auth("good-key-1").json(&body)).await;
     assert_eq!(s, 401);
     let msg = format!("{}/v1/messages", sim.base_url());
     let (s, b) = status_and_body(
-        c.post(&msg)
-            .header("x-api-key", "good-key-1")
-            .json(&json!({"model": "m", "max_tokens": 5, "messages": [user("x")]})),
+        c.post(&msg).header("x-api-key", "good-key-1").json(&json!({"model": "m", "max_tokens": 5, "messages": [user("x")]})),
     )
     .await;
     assert_eq!(s, 401);

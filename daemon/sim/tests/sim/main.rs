@@ -30,42 +30,20 @@ fn install_crypto() {
 /// A client with a connection pool, like an SDK.
 pub fn client() -> reqwest::Client {
     install_crypto();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 
 /// A client that opens a new connection for every request.
 pub fn fresh_client() -> reqwest::Client {
     install_crypto();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).pool_max_idle_per_host(0).build().unwrap()
 }
 
-pub async fn openai(
-    c: &reqwest::Client,
-    sim: &SimHandle,
-    path: &str,
-    body: &Value,
-) -> reqwest::Response {
-    c.post(format!("{}{path}", sim.base_url()))
-        .bearer_auth("sk-test-key-123456")
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+pub async fn openai(c: &reqwest::Client, sim: &SimHandle, path: &str, body: &Value) -> reqwest::Response {
+    c.post(format!("{}{path}", sim.base_url())).bearer_auth("sk-test-key-123456").json(body).send().await.unwrap()
 }
 
-pub async fn anthropic(
-    c: &reqwest::Client,
-    sim: &SimHandle,
-    path: &str,
-    body: &Value,
-) -> reqwest::Response {
+pub async fn anthropic(c: &reqwest::Client, sim: &SimHandle, path: &str, body: &Value) -> reqwest::Response {
     c.post(format!("{}{path}", sim.base_url()))
         .header("x-api-key", "sk-ant-test")
         .header("anthropic-version", "2023-06-01")
@@ -96,8 +74,7 @@ pub struct Event {
 
 impl Event {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.data)
-            .unwrap_or_else(|e| panic!("bad JSON in {:?}: {e}", self.data))
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("bad JSON in {:?}: {e}", self.data))
     }
 }
 
@@ -124,11 +101,7 @@ pub fn chat_text(events: &[Event]) -> String {
     events
         .iter()
         .filter(|e| e.data != "[DONE]")
-        .filter_map(|e| {
-            e.json()["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
+        .filter_map(|e| e.json()["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
         .collect()
 }
 
@@ -145,10 +118,7 @@ pub fn anthropic_text(events: &[Event]) -> String {
 pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {limit:?}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
