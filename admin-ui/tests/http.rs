@@ -942,40 +942,52 @@ async fn retention_deletes_old_rows_and_keeps_recent_ones() {
     db::revoke_session(s, "revoked", now - 30_000).await.unwrap();
     db::insert_bootstrap(s, "expired", now - 100_000, now - 1).await.unwrap();
 
-    // The background sweep (every 200 ms here) deletes exactly what is past retention.
+    // The background sweep (every 200 ms here) deletes exactly what is past retention. A
+    // sweep may run between the inserts above, so wait until one has seen them all.
+    let genset::store::Store::Sqlite(pool) = s else { panic!() };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let audit = d.audit().await;
-        if !audit.iter().any(|a| a.detail.as_deref() == Some("old")) {
+        let attempts: Vec<(String,)> =
+            sqlx::query_as("SELECT address FROM console_login_attempts ORDER BY id").fetch_all(pool).await.unwrap();
+        let sessions: Vec<(String,)> =
+            sqlx::query_as("SELECT id_hash FROM console_sessions ORDER BY id_hash").fetch_all(pool).await.unwrap();
+        let tokens: Vec<(String,)> = sqlx::query_as("SELECT token_hash FROM console_bootstrap").fetch_all(pool).await.unwrap();
+        let swept = !audit.iter().any(|a| a.detail.as_deref() == Some("old"))
+            && attempts.iter().all(|(a,)| a != "10.0.0.1")
+            && sessions.len() == 1
+            && !tokens.iter().any(|(t,)| t == "expired");
+        if swept {
+            // ...and nothing recent went with them.
             assert!(audit.iter().any(|a| a.detail.as_deref() == Some("recent")), "the recent entry stays");
+            assert_eq!(attempts, vec![("10.0.0.2".to_string(),)]);
+            assert_eq!(sessions, vec![("live".to_string(),)]);
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the background sweep did not run");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background sweep did not remove what is past retention: {attempts:?} {sessions:?} {tokens:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let genset::store::Store::Sqlite(pool) = s else { panic!() };
-    let attempts: Vec<(String,)> = sqlx::query_as("SELECT address FROM console_login_attempts ORDER BY id").fetch_all(pool).await.unwrap();
-    assert_eq!(attempts, vec![("10.0.0.2".to_string(),)]);
-    let sessions: Vec<(String,)> = sqlx::query_as("SELECT id_hash FROM console_sessions ORDER BY id_hash").fetch_all(pool).await.unwrap();
-    assert_eq!(sessions, vec![("live".to_string(),)]);
-    let tokens: Vec<(String,)> = sqlx::query_as("SELECT token_hash FROM console_bootstrap").fetch_all(pool).await.unwrap();
-    assert!(!tokens.iter().any(|(t,)| t == "expired"), "{tokens:?}");
 
-    // In batches: more rows than one statement deletes.
+    // In batches: more rows than one statement deletes. The rows are within retention for the
+    // background sweep (5 days old), and past it for a sweep run as of 6 days from now
+    // (cut-off 4 days ago), which also takes the 9-day-old "recent" entry.
+    d.console.stop();
     let n = genset_admin_ui::upkeep::BATCH as usize + 7;
     let mut tx = pool.begin().await.unwrap();
     for i in 0..n {
         sqlx::query("INSERT INTO console_audit (ts_ms, actor, action, target, outcome, address) VALUES (?1, 'x', 'x', 'x', 'ok', '-')")
-            .bind(now - ms(20 * day) - i as i64)
+            .bind(now - ms(5 * day) - i as i64)
             .execute(&mut *tx)
             .await
             .unwrap();
     }
     tx.commit().await.unwrap();
-    d.console.stop();
-    let swept = genset_admin_ui::upkeep::sweep(s, &options, now).await.unwrap();
-    assert_eq!(swept.audit, n as u64);
-    assert!(d.audit().await.iter().any(|a| a.detail.as_deref() == Some("recent")));
+    let swept = genset_admin_ui::upkeep::sweep(s, &options, now + ms(6 * day)).await.unwrap();
+    assert_eq!(swept.audit, n as u64 + 1);
+    assert!(!d.audit().await.iter().any(|a| a.detail.as_deref() == Some("recent")));
     d.shutdown().await;
 }
 

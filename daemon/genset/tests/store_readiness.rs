@@ -2,6 +2,8 @@
 //! found by index seeks (the table keeps every computation), with the same answer in SQLite
 //! and PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use genset::store::Store;
 use genset::store::evaluate::ReadinessRow;
 

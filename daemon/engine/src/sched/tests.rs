@@ -617,41 +617,49 @@ fn computed_prompt_tokens(log: &Log, slot: usize, prompt_len: usize) -> usize {
 
 #[tokio::test]
 async fn a_burst_with_one_system_prompt_computes_it_once() {
-    let mut c = cfg(4);
-    c.burst = Burst { quiet: Duration::from_millis(50), max: Duration::from_secs(5) };
+    let mut c = cfg(5);
     c.n_batch = 256;
     let h = start(c, |_| {});
-    // Four requests of one use case at an idle engine: a 100-token system prompt each.
+    // A blocker holds the engine in its first decode while the burst lines up, so all four
+    // are admitted in one step whatever the machine's load.
+    h.gate.set(true);
+    let mut blocker = h.handle.submit(job(vec![9000], 1, FakeSampler::counting())).unwrap();
+    started(&mut blocker).await;
+    // Four requests of one use case: a 100-token system prompt each, then their own two.
     let prompts: Vec<Vec<Token>> = (0..4).map(|i| with_system(100, &[1000 + i, 2000 + i])).collect();
     let gens: Vec<_> = prompts.iter().map(|p| h.handle.submit(job(p.clone(), 3, FakeSampler::counting())).unwrap()).collect();
+    h.gate.set(false);
+    blocker.collect().await.unwrap();
     let mut done = Vec::new();
     for g in gens {
         done.push(g.collect().await.unwrap());
     }
-    // The first computes the system prompt; the others take it from its KV and compute their
-    // own two tokens (the fake's own checks make sure every position was in place).
+    // One of them computes the system prompt; the other three take it from its KV and compute
+    // their own two tokens (the fake checks every position was in place).
     let shares = h.log.shares.lock().clone();
     assert_eq!(shares.len(), 3, "{shares:?}");
-    assert!(shares.iter().all(|&(src, _, from, to)| src == 0 && from == 0 && to == 100), "{shares:?}");
-    assert_eq!(computed_prompt_tokens(&h.log, 0, 102), 102);
-    for slot in 1..4 {
-        assert_eq!(computed_prompt_tokens(&h.log, slot, 102), 2, "slot {slot}");
+    let leader = shares[0].0;
+    assert!(shares.iter().all(|&(src, _, from, to)| src == leader && from == 0 && to == 100), "{shares:?}");
+    assert_eq!(computed_prompt_tokens(&h.log, leader, 102), 102);
+    for &(_, follower, _, _) in &shares {
+        assert_eq!(computed_prompt_tokens(&h.log, follower, 102), 2, "slot {follower}");
     }
     // Usage says so: the shared tokens are cached tokens.
-    assert_eq!(done[0].usage.cached_tokens, 0);
-    assert!(
-        done[1..].iter().all(|c| c.usage.cached_tokens == 100 && c.usage.prompt_tokens == 102),
-        "{:?}",
-        done.iter().map(|c| c.usage).collect::<Vec<_>>()
-    );
+    let mut cached: Vec<usize> = done.iter().map(|c| c.usage.cached_tokens).collect();
+    cached.sort_unstable();
+    assert_eq!(cached, vec![0, 100, 100, 100]);
+    assert!(done.iter().all(|c| c.usage.prompt_tokens == 102));
     // Same answers as unshared (the fake counts up from 100 whatever the prompt).
     assert!(done.iter().all(|c| c.text == "t100 t101 t102 "));
 }
 
 #[tokio::test]
 async fn a_running_sequence_lends_its_prefix_to_a_new_one() {
-    let h = start(cfg(2), |f| f.step_delay = Duration::from_millis(1));
-    let mut a = h.handle.submit(job(with_system(60, &[7]), 200, FakeSampler::counting())).unwrap();
+    let mut c = cfg(2);
+    c.context = 4096;
+    let h = start(c, |f| f.step_delay = Duration::from_millis(1));
+    // A runs for seconds (4000 tokens at >= 1 ms a step): still running when B arrives.
+    let mut a = h.handle.submit(job(with_system(60, &[7]), 4000, FakeSampler::counting())).unwrap();
     started(&mut a).await;
     wait_until(|| h.log.kv.lock().get(&0).is_some_and(|kv| kv.len() > 62)).await;
     // B arrives while A decodes: its system prompt comes from A's KV at once, no wait.
@@ -665,17 +673,21 @@ async fn a_running_sequence_lends_its_prefix_to_a_new_one() {
 
 #[tokio::test]
 async fn short_shared_prefixes_do_not_make_prompts_wait() {
-    let mut c = cfg(4);
-    c.burst = Burst { quiet: Duration::from_millis(50), max: Duration::from_secs(5) };
-    let h = start(c, |_| {});
+    let h = start(cfg(4), |_| {});
+    h.gate.set(true);
+    let mut blocker = h.handle.submit(job(vec![9000], 1, FakeSampler::counting())).unwrap();
+    started(&mut blocker).await;
     // A chat template's few tokens in common: computing them again is cheaper than a step.
     let gens: Vec<_> =
         (0..3).map(|i| h.handle.submit(job(with_system(5, &[100 + i, 200 + i, 300 + i]), 2, FakeSampler::counting())).unwrap()).collect();
+    h.gate.set(false);
+    blocker.collect().await.unwrap();
     for g in gens {
         g.collect().await.unwrap();
     }
-    let first: Vec<usize> = h.log.batches.lock()[0].iter().map(|b| b.slot).collect();
-    assert_eq!(first.len(), 24, "all three prompts in the first batch: {first:?}");
+    let batches = h.log.batches.lock();
+    assert_eq!(batches[0].len(), 1, "the blocker alone");
+    assert_eq!(batches[1].len(), 24, "all three prompts in one batch: {:?}", batches[1]);
     assert!(h.log.shares.lock().is_empty());
 }
 
@@ -683,12 +695,14 @@ async fn short_shared_prefixes_do_not_make_prompts_wait() {
 async fn a_follower_whose_leader_is_cancelled_computes_the_prefix_itself() {
     let mut c = cfg(2);
     c.n_batch = 16;
+    c.context = 4096;
     let h = start(c, |f| f.step_delay = Duration::from_millis(2));
     h.gate.set(true);
     // A blocker holds the engine so both requests are admitted in the same step.
     let mut blocker = h.handle.submit(job(vec![9000], 1, FakeSampler::counting())).unwrap();
     started(&mut blocker).await;
-    let lead = h.handle.submit(job(with_system(80, &[1]), 2, FakeSampler::counting())).unwrap();
+    // The leader would run for seconds: it is cancelled while running, whatever the load.
+    let lead = h.handle.submit(job(with_system(80, &[1]), 3000, FakeSampler::counting())).unwrap();
     let follow = h.handle.submit(job(with_system(80, &[2]), 2, FakeSampler::counting())).unwrap();
     h.gate.set(false);
     blocker.collect().await.unwrap();

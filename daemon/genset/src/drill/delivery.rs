@@ -114,6 +114,7 @@ async fn report_event(drills: &Drills, cause: &str, detail: serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn check(p: ScheduledPeriod, now: &str, want: &str) {

@@ -363,6 +363,7 @@ impl AnthropicEvents {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::api::error::ErrorKind;
 

@@ -510,6 +510,7 @@ pub fn anthropic_messages(body: &Value, priority: Priority, count_only: bool) ->
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn chat(body: Value) -> Result<Parsed, ApiError> {

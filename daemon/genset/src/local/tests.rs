@@ -1,5 +1,7 @@
 //! `serve` end to end against a scripted fake engine (no model).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::VecDeque;
 use std::time::Duration;
 

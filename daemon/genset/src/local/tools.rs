@@ -286,6 +286,7 @@ pub fn split(mode: &ToolMode, text: &str) -> Output {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn names() -> Vec<String> {
