@@ -41,18 +41,7 @@ async fn rig_with(extra: &str, store: Option<&str>) -> Rig {
         keys.path().join("claude").display(),
     );
     let d = start_daemon_with_store(&toml, store).await;
-    let v: Value = d
-        .http
-        .post(format!("{}/api/v1/keys", d.admin))
-        .bearer_auth(&d.token)
-        .json(&json!({"name": "chaos", "use_case": "chat"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = v["key"].as_str().unwrap_or_else(|| panic!("{v}")).to_string();
+    let key = d.create_key(json!({"name": "chaos", "use_case": "chat"})).await;
     Rig { primary, backup, d, key, _keys: keys }
 }
 
@@ -402,18 +391,8 @@ async fn context_overflow_is_routed_to_the_larger_model() {
             keys.path().join("openai").display()
         );
         let d = common::start_daemon(&toml).await;
-        let v: Value = d
-            .http
-            .post(format!("{}/api/v1/keys", d.admin))
-            .bearer_auth(&d.token)
-            .json(&json!({"use_case": "chat"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Rig { primary, backup, d, key: v["key"].as_str().unwrap().into(), _keys: keys }
+        let key = d.create_key(json!({"use_case": "chat"})).await;
+        Rig { primary, backup, d, key, _keys: keys }
     };
     r2.primary.set_fault(Fault::new(FaultMode::ContextLength).path(CHAT).count(1)).await.unwrap();
     let resp = r2.chat(SENTENCE, false).await;
@@ -553,18 +532,8 @@ async fn queue_waits_for_the_cloud_to_come_back() {
         keys.path().join("openai").display()
     );
     let d = common::start_daemon(&toml).await;
-    let v: Value = d
-        .http
-        .post(format!("{}/api/v1/keys", d.admin))
-        .bearer_auth(&d.token)
-        .json(&json!({"use_case": "chat"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let r = Rig { primary, backup: r.backup, d, key: v["key"].as_str().unwrap().into(), _keys: keys };
+    let key = d.create_key(json!({"use_case": "chat"})).await;
+    let r = Rig { primary, backup: r.backup, d, key, _keys: keys };
     r.primary.set_fault(FaultMode::Refuse).await.unwrap();
     // Trip the breaker: these fail (no other step), then the cut-off is known.
     for _ in 0..3 {
@@ -614,18 +583,8 @@ async fn a_flapping_upstream_does_not_flip_the_mode_more_than_min_dwell_allows()
         keys.path().join("claude").display(),
     );
     let d = common::start_daemon(&toml).await;
-    let v: Value = d
-        .http
-        .post(format!("{}/api/v1/keys", d.admin))
-        .bearer_auth(&d.token)
-        .json(&json!({"use_case": "chat"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let r = Rig { primary, backup: r.backup, d, key: v["key"].as_str().unwrap().into(), _keys: keys };
+    let key = d.create_key(json!({"use_case": "chat"})).await;
+    let r = Rig { primary, backup: r.backup, d, key, _keys: keys };
     let t0 = Instant::now();
     let mut down = false;
     let mut next_toggle = Duration::ZERO;
@@ -669,22 +628,12 @@ async fn an_anthropic_stream_cut_is_continued_by_an_openai_backup() {
         k = keys.path().join("k").display()
     ))
     .await;
-    let v: Value = d
-        .http
-        .post(format!("{}/api/v1/keys", d.admin))
-        .bearer_auth(&d.token)
-        .json(&json!({"use_case": "chat"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let key = d.create_key(json!({"use_case": "chat"})).await;
     primary.set_fault(Fault::new(FaultMode::CutMidStream).path("/v1/messages").after_chunks(3).count(1)).await.unwrap();
     let resp = d
         .http
         .post(format!("{}/v1/messages", d.proxy))
-        .header("x-api-key", v["key"].as_str().unwrap())
+        .header("x-api-key", &key)
         .header("anthropic-version", "2023-06-01")
         .header("x-genset-use-case", "chat")
         .json(&json!({"model": "claude-x", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": format!("say: {SENTENCE}")}]}))

@@ -59,22 +59,7 @@ async fn rig(passthrough: bool) -> Rig {
         if std::env::var_os("GENSET_FAILOVER_DEFAULTS").is_some() { "" } else { FAILOVER }
     ))
     .await;
-    let key = if passthrough {
-        String::new()
-    } else {
-        let v: Value = d
-            .http
-            .post(format!("{}/api/v1/keys", d.admin))
-            .bearer_auth(&d.token)
-            .json(&json!({"use_case": "chat"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["key"].as_str().unwrap().to_string()
-    };
+    let key = if passthrough { String::new() } else { d.create_key(json!({"use_case": "chat"})).await };
     Rig { sim, d, key, _dir: dir }
 }
 
@@ -297,18 +282,7 @@ async fn failover_rate_limits_protect_the_local_engine() {
     .await;
     let mut keys = vec![];
     for _ in 0..2 {
-        let v: Value = d
-            .http
-            .post(format!("{}/api/v1/keys", d.admin))
-            .bearer_auth(&d.token)
-            .json(&json!({"use_case": "chat"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        keys.push(v["key"].as_str().unwrap().to_string());
+        keys.push(d.create_key(json!({"use_case": "chat"})).await);
     }
     let set = d
         .http
@@ -352,18 +326,7 @@ async fn local_first_and_local_only_use_cases_are_served_locally_on_purpose() {
         models()
     ))
     .await;
-    let v: Value = d
-        .http
-        .post(format!("{}/api/v1/keys", d.admin))
-        .bearer_auth(&d.token)
-        .json(&json!({"name": "any"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = v["key"].as_str().unwrap().to_string();
+    let key = d.create_key(json!({"name": "any"})).await;
     let body = json!({"model": "gpt-test", "max_tokens": 2, "temperature": 0, "messages": [{"role": "user", "content": "say: hi"}]});
     let ask = |uc: &'static str| {
         d.http.post(format!("{}/v1/chat/completions", d.proxy)).bearer_auth(&key).header("x-genset-use-case", uc).json(&body).send()

@@ -66,18 +66,7 @@ async fn rig() -> Rig {
         template.display(),
     ))
     .await;
-    let v: Value = d
-        .http
-        .post(format!("{}/api/v1/keys", d.admin))
-        .bearer_auth(&d.token)
-        .json(&json!({"use_case": "chat"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = v["key"].as_str().unwrap().to_string();
+    let key = d.create_key(json!({"use_case": "chat"})).await;
     Rig { d, key, _dir: dir }
 }
 
@@ -195,18 +184,7 @@ async fn tools_to_a_template_without_tool_support_are_refused_by_name() {
         model_path().display(),
     ))
     .await;
-    let v: Value = d
-        .http
-        .post(format!("{}/api/v1/keys", d.admin))
-        .bearer_auth(&d.token)
-        .json(&json!({"use_case": "chat"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = v["key"].as_str().unwrap().to_string();
+    let key = d.create_key(json!({"use_case": "chat"})).await;
     let r = Rig { d, key, _dir: dir };
     let (status, body) = post(&r, "/v1/chat/completions", openai_body(false)).await;
     assert_eq!(status, 400, "{body}");

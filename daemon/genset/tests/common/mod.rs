@@ -40,6 +40,22 @@ impl Daemon {
         }
     }
 
+    /// A virtual key issued through the admin API (`spec`: `use_case`, `name`, ...).
+    pub async fn create_key(&self, spec: serde_json::Value) -> String {
+        let v: serde_json::Value = self
+            .http
+            .post(format!("{}/api/v1/keys", self.admin))
+            .bearer_auth(&self.token)
+            .json(&spec)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["key"].as_str().unwrap_or_else(|| panic!("no key in {v}")).to_string()
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
