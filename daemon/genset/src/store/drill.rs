@@ -214,11 +214,8 @@ impl Store {
     /// a range on `readiness_ts`, and a loose index scan over the use cases.
     pub async fn readiness_points(&self, since_ms: i64, until_ms: i64) -> Result<Vec<ReadinessRow>, StoreError> {
         dispatch!(self, p => {
-            let mut q = QueryBuilder::<DB>::new(
-                "WITH RECURSIVE u(name) AS (SELECT MIN(use_case) FROM readiness \
-                 UNION ALL SELECT (SELECT MIN(use_case) FROM readiness WHERE use_case > u.name) FROM u WHERE u.name IS NOT NULL) \
-                 SELECT ts_ms, use_case, verdict, score, score_lower, score_upper, n FROM readiness WHERE (ts_ms >= ",
-            );
+            let mut q = QueryBuilder::<DB>::new(super::evaluate::READINESS_USE_CASES);
+            q.push("SELECT ts_ms, use_case, verdict, score, score_lower, score_upper, n FROM readiness WHERE (ts_ms >= ");
             q.push_bind(since_ms).push(" AND ts_ms < ").push_bind(until_ms);
             q.push(") OR id IN (SELECT (SELECT MAX(id) FROM readiness r WHERE r.use_case = u.name AND r.ts_ms < ");
             q.push_bind(since_ms).push(") FROM u WHERE u.name IS NOT NULL) ORDER BY ts_ms, id");

@@ -97,6 +97,13 @@ const EVALUATION_COLUMNS: &str = "id, ts_ms, round_id, use_case, source, exchang
 
 const READINESS_COLUMNS: &str = "ts_ms, use_case, verdict, score, score_lower, score_upper, n, reasons, detail";
 
+/// `u(name)`: the use cases that have a readiness row, with `NULL` ending the list (filter it
+/// out). The table keeps every computation (about 52k rows a year per use case), so the
+/// distinct names are walked through the `(use_case, id)` index one seek at a time (a loose
+/// index scan) instead of grouping the whole table. Same SQL on SQLite and PostgreSQL.
+pub(super) const READINESS_USE_CASES: &str = "WITH RECURSIVE u(name) AS (SELECT MIN(use_case) FROM readiness \
+     UNION ALL SELECT (SELECT MIN(use_case) FROM readiness WHERE use_case > u.name) FROM u WHERE u.name IS NOT NULL) ";
+
 /// The endpoints a local model can answer, so the only ones worth replaying.
 const REPLAYABLE: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/messages"];
 
@@ -204,16 +211,8 @@ impl Store {
     /// The latest readiness of each use case that has one.
     pub async fn latest_readiness(&self) -> Result<Vec<ReadinessRow>, StoreError> {
         dispatch!(self, p => {
-            let mut q = QueryBuilder::<DB>::new("");
-            // The table keeps every computation (about 52k rows a year per use case): walk the
-            // distinct use cases through the (use_case, id) index one seek at a time (a loose
-            // index scan) instead of grouping the whole table.
-            q.push(
-                "WITH RECURSIVE u(name) AS (SELECT MIN(use_case) FROM readiness \
-                 UNION ALL SELECT (SELECT MIN(use_case) FROM readiness WHERE use_case > u.name) FROM u WHERE u.name IS NOT NULL) \
-                 SELECT ",
-            );
-            q.push(READINESS_COLUMNS).push(
+            let mut q = QueryBuilder::<DB>::new(READINESS_USE_CASES);
+            q.push("SELECT ").push(READINESS_COLUMNS).push(
                 " FROM readiness WHERE id IN (SELECT (SELECT MAX(id) FROM readiness r WHERE r.use_case = u.name) FROM u \
                  WHERE u.name IS NOT NULL) ORDER BY use_case",
             );
