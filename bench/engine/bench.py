@@ -166,22 +166,30 @@ def stream_chat(srv: Server, messages: list[dict], max_tokens: int, ban_eog: boo
     return res
 
 
-def concurrent(srv: Server, n: int, max_tokens: int, tag: str) -> dict:
-    """n simultaneous streams with distinct short prompts; decode and TTFT figures."""
+def simultaneous(srv: Server, conversations: list[list[dict]], max_tokens: int) -> list[dict]:
+    """One streaming request per conversation, all released at once (a barrier); results in order."""
+    n = len(conversations)
     results: list[dict] = [{} for _ in range(n)]
     barrier = threading.Barrier(n)
 
     def one(i: int) -> None:
-        topic = STORY_TOPICS[i % len(STORY_TOPICS)]
-        msgs = [{"role": "user", "content": f"({tag}-{i}) Write a long, detailed story about {topic}."}]
         barrier.wait()
-        results[i] = stream_chat(srv, msgs, max_tokens, ban_eog=True)
+        results[i] = stream_chat(srv, conversations[i], max_tokens, ban_eog=True)
 
     ths = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in ths:
         t.start()
     for t in ths:
         t.join()
+    return results
+
+
+def concurrent(srv: Server, n: int, max_tokens: int, tag: str) -> dict:
+    """n simultaneous streams with distinct short prompts; decode and TTFT figures."""
+    results = simultaneous(srv, [
+        [{"role": "user", "content": f"({tag}-{i}) Write a long, detailed story about {STORY_TOPICS[i % len(STORY_TOPICS)]}."}]
+        for i in range(n)
+    ], max_tokens)
     errs = [r["error"] for r in results if r.get("error")]
     if errs:
         return {"error": errs[0]}
@@ -257,19 +265,9 @@ def shared_burst(srv: Server, tag: str, n: int) -> dict:
     prompt (a new nonce, so nothing is cached), a different question each. This is the
     moment of a failover flip: a use case's traffic lands on the local engine at once."""
     sp = system_prompt(f"{tag}-{time.time_ns()}")
-    results: list[dict] = [{} for _ in range(n)]
-    barrier = threading.Barrier(n)
-
-    def one(i: int) -> None:
-        msgs = [{"role": "system", "content": sp}, {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]
-        barrier.wait()
-        results[i] = stream_chat(srv, msgs, 8, ban_eog=True)
-
-    ths = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in ths:
-        t.start()
-    for t in ths:
-        t.join()
+    results = simultaneous(srv, [
+        [{"role": "system", "content": sp}, {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}] for i in range(n)
+    ], 8)
     errs = [r["error"] for r in results if r.get("error")]
     if errs:
         raise RuntimeError(f"{srv.name} shared-prompt burst failed: {errs[0]}")
