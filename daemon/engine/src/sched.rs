@@ -473,7 +473,7 @@ fn share_prefixes<B: Backend>(
     }
     for (n, &(_, i)) in prompting.iter().enumerate() {
         let Some(seq) = slots[i].seq.as_ref() else { continue };
-        let have = slots[i].cache.len();
+        let mut have = slots[i].cache.len();
         // At least the last prompt token is computed here, for its logits.
         let want = seq.tokens.len() - 1;
         if have >= want {
@@ -485,7 +485,6 @@ fn share_prefixes<B: Backend>(
             .filter(|&(j, _)| j != i)
             .map(|(j, s)| (j, common_prefix(&s.cache, &seq.tokens).min(want)))
             .max_by_key(|&(j, q)| (q, std::cmp::Reverse(j)));
-        let mut have = have;
         if let Some((j, q)) = donor
             && q > have
             && backend.share(j, i, have, q)
