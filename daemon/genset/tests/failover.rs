@@ -76,7 +76,7 @@ impl Rig {
     }
 
     async fn snapshot(&self) -> Value {
-        self.d.http.get(format!("{}/api/v1/failover", self.d.admin)).bearer_auth(&self.d.token).send().await.unwrap().json().await.unwrap()
+        self.d.admin_json("/api/v1/failover").await
     }
 
     async fn breaker(&self, upstream: &str) -> String {

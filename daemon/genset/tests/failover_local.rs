@@ -166,16 +166,7 @@ async fn hard_cut_off_under_load() {
         async move {
             let deadline = Instant::now() + Duration::from_secs(300);
             loop {
-                let s: Value =
-                    r.d.http
-                        .get(format!("{}/api/v1/failover", r.d.admin))
-                        .bearer_auth(&r.d.token)
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
+                let s: Value = r.d.admin_json("/api/v1/failover").await;
                 if pred(&s) {
                     return Instant::now();
                 }

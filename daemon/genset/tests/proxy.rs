@@ -257,8 +257,7 @@ async fn redaction_and_admin_api() {
         .await
         .unwrap();
     d.wait_rows(1).await;
-    let v: Value =
-        d.http.get(format!("{}/api/v1/traffic?limit=10", d.admin)).bearer_auth(&d.token).send().await.unwrap().json().await.unwrap();
+    let v: Value = d.admin_json("/api/v1/traffic?limit=10").await;
     let row = &v["items"][0];
     let req = row["request_body"].as_str().unwrap();
     assert!(req.contains("[EMAIL]") && req.contains("[CARD]") && req.contains("[PHONE]"), "{req}");

@@ -159,12 +159,6 @@ async fn post(http: &reqwest::Client, url: &str, use_case: &str, body: &Value) {
     assert_eq!(status, 200, "{text}");
 }
 
-async fn admin_get(d: &common::Daemon, path: &str) -> Value {
-    let resp = d.http.get(format!("{}{path}", d.admin)).bearer_auth(&d.token).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "{path}");
-    resp.json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdicts_follow_agreement_with_the_cloud() {
     let sim = genset_sim::start(genset_sim::SimOptions::default()).await.unwrap();
@@ -206,8 +200,8 @@ async fn verdicts_follow_agreement_with_the_cloud() {
     assert_eq!(report["paused"], Value::Null);
 
     // Readiness: echo ready, triage not ready, with plausible intervals.
-    let r_echo = admin_get(&d, "/api/v1/use-cases/echo/readiness?worst=3").await;
-    let r_triage = admin_get(&d, "/api/v1/use-cases/triage/readiness?worst=3").await;
+    let r_echo = d.admin_json("/api/v1/use-cases/echo/readiness?worst=3").await;
+    let r_triage = d.admin_json("/api/v1/use-cases/triage/readiness?worst=3").await;
     eprintln!("echo: {r_echo:#}\ntriage: {r_triage:#}");
     let figures = |v: &Value| {
         (

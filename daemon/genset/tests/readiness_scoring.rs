@@ -40,16 +40,7 @@ async fn generation_scores_carry_the_embedding_cosine() {
     d.wait_rows(3).await;
     let run = d.http.post(format!("{}/api/v1/evaluations/run", d.admin)).bearer_auth(&d.token).send().await.unwrap();
     assert!(run.status().is_success(), "{:?}", run.text().await);
-    let list: Value = d
-        .http
-        .get(format!("{}/api/v1/evaluations?use_case=gen", d.admin))
-        .bearer_auth(&d.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = d.admin_json("/api/v1/evaluations?use_case=gen").await;
     let items = list["items"].as_array().or_else(|| list.as_array()).unwrap_or_else(|| panic!("{list}"));
     assert!(!items.is_empty(), "{list}");
     let with_cosine = items
@@ -112,22 +103,12 @@ async fn the_judge_grades_within_its_daily_budget() {
     d.wait_rows(3).await;
     let run = d.http.post(format!("{}/api/v1/evaluations/run", d.admin)).bearer_auth(&d.token).send().await.unwrap();
     assert!(run.status().is_success());
-    let usage: Value =
-        d.http.get(format!("{}/api/v1/evaluations/judge", d.admin)).bearer_auth(&d.token).send().await.unwrap().json().await.unwrap();
+    let usage: Value = d.admin_json("/api/v1/evaluations/judge").await;
     // 30 tokens a grade, 50 a day: two grades fit (the budget is checked before each call), the third is skipped.
     assert_eq!(usage["usage"]["graded"], 2, "{usage}");
     assert_eq!(usage["usage"]["tokens_used"], 60, "{usage}");
     assert_eq!(usage["usage"]["skipped_for_budget"], 1, "{usage}");
-    let list: Value = d
-        .http
-        .get(format!("{}/api/v1/evaluations?use_case=gen", d.admin))
-        .bearer_auth(&d.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = d.admin_json("/api/v1/evaluations?use_case=gen").await;
     let judged: Vec<Value> = list["items"]
         .as_array()
         .unwrap()

@@ -40,6 +40,13 @@ impl Daemon {
         }
     }
 
+    /// GET a JSON document from the admin API (`path` from `/api/v1/...`); it must answer 200.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let resp = self.http.get(format!("{}{path}", self.admin)).bearer_auth(&self.token).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.json().await.unwrap()
+    }
+
     /// A virtual key issued through the admin API (`spec`: `use_case`, `name`, ...).
     pub async fn create_key(&self, spec: serde_json::Value) -> String {
         let v: serde_json::Value = self
