@@ -29,12 +29,14 @@ pub fn sse_events(body: &[u8]) -> Vec<(String, String)> {
 pub fn reassemble(api: Flavor, endpoint: &str, is_sse: bool, body: &[u8]) -> Reassembled {
     if !is_sse {
         let text = String::from_utf8_lossy(body).into_owned();
-        return match serde_json::from_slice::<Value>(body) {
-            Ok(v) => {
-                let (p, c) = usage_of(&v);
-                Reassembled { body: text, prompt_tokens: p, completion_tokens: c, complete: true }
-            }
-            Err(_) => Reassembled { body: text, complete: false, ..Default::default() },
+        // Only the usage is wanted: the rest of the document is checked, not built.
+        let usage = match serde_json::from_slice::<UsageOnly>(body) {
+            Ok(u) => Some(u.usage.or_else(|| u.response.and_then(|r| r.usage)).map_or((None, None), |u| usage_fields(&u))),
+            Err(_) => serde_json::from_slice::<Value>(body).ok().map(|v| usage_of(&v)),
+        };
+        return match usage {
+            Some((p, c)) => Reassembled { body: text, prompt_tokens: p, completion_tokens: c, complete: true },
+            None => Reassembled { body: text, complete: false, ..Default::default() },
         };
     }
     let events = sse_events(body);
@@ -47,9 +49,33 @@ pub fn reassemble(api: Flavor, endpoint: &str, is_sse: bool, body: &[u8]) -> Rea
     Reassembled { body: value.to_string(), prompt_tokens: p, completion_tokens: c, complete }
 }
 
+/// A JSON answer's `usage` (or the Responses API's `response.usage`); a field present as
+/// `null` counts as present, like [`usage_of`]'s `get`. Anything else it cannot take (the
+/// document is not an object, a duplicate key) falls back to [`usage_of`].
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    #[serde(default, deserialize_with = "present")]
+    usage: Option<Value>,
+    #[serde(default)]
+    response: Option<ResponseUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct ResponseUsage {
+    #[serde(default, deserialize_with = "present")]
+    usage: Option<Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 fn usage_of(v: &Value) -> (Option<i64>, Option<i64>) {
     let u = v.get("usage").or_else(|| v.get("response").and_then(|r| r.get("usage")));
-    let Some(u) = u else { return (None, None) };
+    u.map_or((None, None), usage_fields)
+}
+
+fn usage_fields(u: &Value) -> (Option<i64>, Option<i64>) {
     let get = |k: &str| u.get(k).and_then(Value::as_i64);
     let p = get("prompt_tokens").or_else(|| get("input_tokens"));
     let c = get("completion_tokens").or_else(|| get("output_tokens"));
@@ -242,6 +268,36 @@ fn responses_stream(events: &[(String, String)]) -> (Value, bool) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn whole_json_answers_read_usage_like_a_full_parse() {
+        let docs = [
+            r#"{"id":"c","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":21,"completion_tokens":10}}"#,
+            r#"{"id":"m","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":9,"output_tokens":4}}"#,
+            r#"{"type":"response","response":{"usage":{"input_tokens":3,"output_tokens":2}}}"#,
+            r#"{"usage":null,"response":{"usage":{"input_tokens":3,"output_tokens":2}}}"#,
+            r#"{"usage":{"prompt_tokens":1.5,"completion_tokens":"x"}}"#,
+            r#"{"usage":5}"#,
+            r#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}"#,
+            r#"{"response":"text"}"#,
+            r#"[1,2,3]"#,
+            r#"{"error":{"message":"bad"}}"#,
+            r#"{"truncated":"#,
+            "not json",
+        ];
+        for d in docs {
+            let r = reassemble(Flavor::OpenAi, "/v1/chat/completions", false, d.as_bytes());
+            let full = serde_json::from_str::<Value>(d).ok();
+            assert_eq!(r.complete, full.is_some(), "{d}");
+            let (p, c) = full.as_ref().map_or((None, None), usage_of);
+            assert_eq!((r.prompt_tokens, r.completion_tokens), (p, c), "{d}");
+            assert_eq!(r.body, d);
+        }
+        let r = reassemble(Flavor::OpenAi, "/v1/chat/completions", false, docs[0].as_bytes());
+        assert_eq!((r.prompt_tokens, r.completion_tokens), (Some(21), Some(10)));
+        let r = reassemble(Flavor::OpenAi, "/v1/chat/completions", false, docs[3].as_bytes());
+        assert_eq!((r.prompt_tokens, r.completion_tokens), (None, None), "a null usage is a usage");
+    }
 
     #[test]
     fn openai_chat_stream() {

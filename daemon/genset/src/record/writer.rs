@@ -116,6 +116,12 @@ pub fn to_rows(batch: Vec<Exchange>, mode: RedactMode) -> (Vec<NewExchange>, Vec
     (rows, keys)
 }
 
+/// The bytes as text, moved when they are valid UTF-8 (they nearly always are: requests
+/// were checked on the way in), copied with replacement characters otherwise.
+fn utf8_lossy(v: Vec<u8>) -> String {
+    String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 pub fn to_row(ex: Exchange, mode: RedactMode) -> NewExchange {
     let req = ex.request.concat();
     let resp = ex.response.concat();
@@ -134,7 +140,7 @@ pub fn to_row(ex: Exchange, mode: RedactMode) -> NewExchange {
         (None, _) if !body_complete => Some("incomplete_response".into()),
         _ => None,
     };
-    let request_body = if req.is_empty() { None } else { Some(redact::for_storage(mode, String::from_utf8_lossy(&req).into_owned())) };
+    let request_body = if req.is_empty() { None } else { Some(redact::for_storage(mode, utf8_lossy(req))) };
     let (response_body, prompt_tokens, completion_tokens) = match re {
         Some(r) => (Some(redact::for_storage(mode, r.body)), r.prompt_tokens, r.completion_tokens),
         None => (None, None, None),
