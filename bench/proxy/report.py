@@ -11,6 +11,7 @@ from typing import Any
 
 NAMES = {
     "direct": "direct to nginx",
+    "nginx-proxy": "nginx as a reverse proxy (reference)",
     "gensetd": "gensetd (recording on)",
     "litellm": "LiteLLM proxy",
     "portkey": "Portkey gateway",

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The proxy benchmark (issue 2): added latency and maximum throughput of gensetd, LiteLLM and
 # Portkey, each in front of the same instant upstream (nginx returning a fixed chat completion),
-# against going direct to nginx, side by side in one run, on loopback only.
+# against going direct to nginx, side by side in one run, on loopback only. A second nginx as a
+# plain reverse proxy (`nginx-proxy`: no recording, pooled upstream connections) is the
+# reference: what one extra proxy hop costs on this machine at the least.
 #
 #   bench/proxy/run.sh            # installs what is missing, runs everything (~4 min), prints markdown
 #
@@ -11,7 +13,8 @@
 # number of rows that reached the SQLite store.
 #
 # Environment (all optional):
-#   BENCH_TARGETS   "direct gensetd litellm portkey"     BENCH_RATES  "100 500 1000"
+#   BENCH_TARGETS   "direct nginx-proxy gensetd litellm portkey"
+#                                                         BENCH_RATES  "100 500 1000"
 #   BENCH_DURATION  10s                                  BENCH_MAX_CONNS 64
 #   BENCH_REDACT    pii (gensetd's recording.redact)     BENCH_OUT    results dir (default ~/.cache/genset/bench-results/<time>)
 #   GENSETD         gensetd binary (default: release build in $CARGO_TARGET_DIR, built if missing/stale)
@@ -22,7 +25,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 CACHE=${GENSET_CACHE:-$HOME/.cache/genset}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
-TARGETS=${BENCH_TARGETS:-"direct gensetd litellm portkey"}
+TARGETS=${BENCH_TARGETS:-"direct nginx-proxy gensetd litellm portkey"}
 RATES=${BENCH_RATES:-"100 500 1000"}
 DURATION=${BENCH_DURATION:-10s}
 MAX_CONNS=${BENCH_MAX_CONNS:-64}
@@ -173,6 +176,16 @@ for t in $TARGETS; do
   direct)
     HDRS=(-H "authorization: Bearer $CLIENT_KEY")
     bench_target direct "$UPSTREAM/chat/completions"
+    ;;
+  nginx-proxy)
+    NP_PORT=$(free_port)
+    mkdir -p "$WORK/nginx-proxy-tmp"
+    sed -e "s#@DIR@#$WORK#g" -e "s#@PORT@#$NP_PORT#g" -e "s#@UPSTREAM_PORT@#$NGX_PORT#g" bench/proxy/nginx-proxy.conf.in >"$WORK/nginx-proxy.conf"
+    start_bg nginx-proxy "$NGINX" -c "$WORK/nginx-proxy.conf" -p "$WORK" -e "$WORK/nginx-proxy-error.log"
+    if ! wait_http "http://127.0.0.1:$NP_PORT/v1/chat/completions" 10; then warn "nginx-proxy did not start"; stop_bg nginx-proxy; drop_target nginx-proxy; continue; fi
+    HDRS=(-H "authorization: Bearer $CLIENT_KEY")
+    bench_target nginx-proxy "http://127.0.0.1:$NP_PORT/v1/chat/completions"
+    stop_bg nginx-proxy
     ;;
   gensetd)
     GD=$WORK/gensetd; mkdir -p "$GD"
