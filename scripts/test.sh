@@ -9,10 +9,13 @@
 #   5. cargo build --workspace --all-targets
 #   6. cargo nextest run --workspace --no-fail-fast
 #   7. python -m pytest tests/sdk   (the real gensetd and genset-sim, driven by the openai and anthropic SDKs)
-# Runs both test suites even when the first fails, then exits non-zero if either failed.
+#   8. packaging checks (.deb and .rpm built, inspected, installed, upgraded, purged)
+#   9. lints: cargo fmt --check and cargo clippy --all-targets -D warnings (where rustfmt and
+#      clippy are installed)
+# Runs every suite even when an earlier one fails, then exits non-zero if any failed.
 #
 # Environment: CARGO_TARGET_DIR (default ~/.cache/genset/target), GENSET_CACHE (default ~/.cache/genset),
-# GENSET_TEST_ONLY=rust|sdk to run one suite, PYTEST_ADDOPTS for extra pytest arguments,
+# GENSET_TEST_ONLY=rust|sdk|packaging|lint to run one suite, PYTEST_ADDOPTS for extra pytest arguments,
 # GENSET_TEST_PG_URL to use an existing server instead of starting one.
 set -uo pipefail
 
@@ -96,10 +99,12 @@ if ! cargo build --workspace --all-targets; then
   die "the build failed"
 fi
 
+# GENSET_TEST_ONLY=rust|sdk|packaging|lint runs that suite alone.
+only() { [ -z "${GENSET_TEST_ONLY:-}" ] || [ "$GENSET_TEST_ONLY" = "$1" ]; }
 rust_rc=skipped
 sdk_rc=skipped
 pkg_rc=skipped
-if [ "${GENSET_TEST_ONLY:-}" != sdk ]; then
+if only rust; then
   say "Rust tests"
   if [ $NEXTEST = 1 ]; then
     cargo nextest run --workspace --no-fail-fast --no-tests=warn; rust_rc=$?
@@ -107,12 +112,12 @@ if [ "${GENSET_TEST_ONLY:-}" != sdk ]; then
     cargo test --workspace --no-fail-fast; rust_rc=$?
   fi
 fi
-if [ "${GENSET_TEST_ONLY:-}" != rust ]; then
+if only sdk; then
   say "SDK integration tests (tests/sdk)"
   GENSET_BIN_DIR=${GENSET_BIN_DIR:-$CARGO_TARGET_DIR/debug} "$PY" -m pytest tests/sdk -q; sdk_rc=$?
 fi
 
-if [ -z "${GENSET_TEST_ONLY:-}" ] || [ "${GENSET_TEST_ONLY:-}" = packaging ]; then
+if only packaging; then
   say "packaging: unit checks, .deb and .rpm built, inspected, installed, upgraded, purged"
   ensure_apt rpm openssl
   PKG1=$(mktemp -d /tmp/genset-pkg1.XXXXXX); PKG2=$(mktemp -d /tmp/genset-pkg2.XXXXXX)
@@ -133,8 +138,20 @@ if [ -z "${GENSET_TEST_ONLY:-}" ] || [ "${GENSET_TEST_ONLY:-}" = packaging ]; th
   rm -rf "$PKG1" "$PKG2"
 fi
 
-say "summary: rust tests: $rust_rc, SDK tests: $sdk_rc, packaging checks: $pkg_rc  (0 = passed)"
-for rc in "$rust_rc" "$sdk_rc" "$pkg_rc"; do
+lint_rc=skipped
+if only lint; then
+  say "lints: rustfmt and clippy"
+  if cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1; then
+    lint_rc=0
+    cargo fmt --all -- --check >&2 || { echo "FAIL cargo fmt --check (run: cargo fmt --all)" >&2; lint_rc=1; }
+    cargo clippy --workspace --all-targets -- -D warnings >&2 || { echo "FAIL cargo clippy" >&2; lint_rc=1; }
+  else
+    echo "warning: rustfmt or clippy is not installed; lints skipped" >&2
+  fi
+fi
+
+say "summary: rust tests: $rust_rc, SDK tests: $sdk_rc, packaging checks: $pkg_rc, lints: $lint_rc  (0 = passed)"
+for rc in "$rust_rc" "$sdk_rc" "$pkg_rc" "$lint_rc"; do
   if [ "$rc" != skipped ] && [ "$rc" != 0 ]; then exit 1; fi
 done
 exit 0

@@ -79,8 +79,11 @@ pub fn ensure_admin_token(path: &Path) -> anyhow::Result<String> {
 #[derive(Clone, Default)]
 pub struct Extensions {
     /// Registered on the admin listener's app, before the JSON API's routes.
-    pub admin_routes: Option<Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>>,
+    pub admin_routes: Option<AdminRoutes>,
 }
+
+/// Routes a binary adds to the admin listener's app (see [`Extensions`]).
+pub type AdminRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
 /// Open the store, start the recorder and both listeners. Returns once everything is bound.
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {

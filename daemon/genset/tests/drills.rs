@@ -290,11 +290,13 @@ async fn report_of_a_seeded_month_in_every_format() {
             .unwrap();
     }
     for dr in &input.drills {
-        let mut full = genset::drill::DrillResult::default();
-        full.verdict = dr.verdict.clone();
-        full.findings = dr.findings.clone();
-        full.rto_ms = dr.rto_ms;
-        full.success_rate = dr.success_rate;
+        let full = genset::drill::DrillResult {
+            verdict: dr.verdict.clone(),
+            findings: dr.findings.clone(),
+            rto_ms: dr.rto_ms,
+            success_rate: dr.success_rate,
+            ..Default::default()
+        };
         store
             .insert_drill(&genset::store::drill::DrillRow {
                 id: dr.id.clone(),

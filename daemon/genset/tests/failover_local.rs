@@ -240,7 +240,7 @@ async fn hard_cut_off_under_load() {
         "after_recovery_served_by_cloud": after.iter().filter(|x| x.served_by == "cloud:openai").count(),
         "after_recovery_requests": after.len(),
     });
-    println!("failover figures: {figures}");
+    eprintln!("failover figures: {figures}");
     if let Some(p) = std::env::var_os("GENSET_FAILOVER_FIGURES") {
         std::fs::write(p, serde_json::to_vec_pretty(&figures).unwrap()).unwrap();
     }

@@ -95,7 +95,9 @@ fn traffic_latency_quality_drills_cost() {
             ("local:gemma", 21, 28_000, 7_600),
         ]
     );
-    let lat: Vec<(&str, u64, Option<f64>, Option<f64>, Option<f64>, Option<f64>, Option<f64>)> =
+    // (mode, requests, p50, p95, p99, ttfb p50, ttfb p95)
+    type LatencyRow<'a> = (&'a str, u64, Option<f64>, Option<f64>, Option<f64>, Option<f64>, Option<f64>);
+    let lat: Vec<LatencyRow<'_>> =
         r.latency.iter().map(|l| (l.mode.as_str(), l.requests, l.p50_ms, l.p95_ms, l.p99_ms, l.ttfb_p50_ms, l.ttfb_p95_ms)).collect();
     assert_eq!(
         lat,
