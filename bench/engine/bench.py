@@ -454,6 +454,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--gensetd", required=True)
     p.add_argument("--llama-server", required=True)
+    p.add_argument("--llama-bench", default="", help="llama-bench binary: llama.cpp alone, the reference row (optional)")
     p.add_argument("--model", required=True)
     p.add_argument("--sha256", required=True)
     p.add_argument("--out", required=True)
@@ -572,6 +573,28 @@ def main() -> None:
             live.remove(srv.proc)
             time.sleep(1.0)  # let the stopped server's threads go before the next start
 
+    def reference(threads: int, rep: int) -> None:
+        """llama.cpp's own decode loop and prompt processing, no server (llama-bench: one sequence,
+        random tokens, no sampling): what a server on this llama.cpp can at best reach."""
+        if not a.llama_bench:
+            return
+        quiet_end = time.monotonic() + a.quiet_wait
+        while (busy := busy_cores()) > a.max_foreign and time.monotonic() < quiet_end:
+            log(f"  other processes use {busy:.2f} cores; waiting for a quiet machine")
+        cmd = [a.llama_bench, "-m", a.model, "-t", str(threads), "-p", "512", "-n", str(a.max_tokens),
+               "-b", str(a.batch), "-ub", str(a.batch), "-r", "3", "-o", "json"]
+        log(f"threads={threads} rep={rep + 1}/{a.reps} llama-bench (reference)")
+        try:
+            res = subprocess.run(cmd, capture_output=True, timeout=600, check=True)
+            tests = json.loads(res.stdout)
+        except (subprocess.SubprocessError, json.JSONDecodeError) as e:
+            log(f"  llama-bench failed: {e}")
+            return
+        tg = next((t["avg_ts"] for t in tests if t.get("n_gen") and not t.get("n_prompt")), None)
+        pp = next((t["avg_ts"] for t in tests if t.get("n_prompt") and not t.get("n_gen")), None)
+        record(kind="reference", variant="llama-bench", threads=threads, rep=rep, tg_tps=tg, pp_tps=pp, cmd=" ".join(cmd[1:]))
+        log(f"  llama.cpp alone: decode {tg:.1f} tok/s, prompt {pp:.0f} tok/s" if tg and pp else "  llama-bench: no result")
+
     # Blocks: the main server (slots = a.slots) serves every stream count <= slots, the prefix
     # test and the RSS reading; a server with `s` slots serves each larger stream count s.
     blocks = [(a.slots, [s for s in streams if s <= a.slots], True)]
@@ -580,6 +603,7 @@ def main() -> None:
     for threads in threads_list:
         for rep in range(a.reps):
             order = variants if rep % 2 == 0 else list(reversed(variants))
+            reference(threads, rep)
             for slots, counts, main_block in blocks:
                 for v in order:
                     for attempt in (1, 2, 3):

@@ -86,6 +86,11 @@ def summarize(rows: list[dict]) -> dict:
             for p in r["profile"]:
                 a["prof_decode_ms"].append(p["decode_ms_per_step"])
                 a["prof_sample_ms"].append(p["sample_ms_per_step"])
+        elif r["kind"] == "reference":
+            if r.get("tg_tps"):
+                a["ref_tg"].append(r["tg_tps"])
+            if r.get("pp_tps"):
+                a["ref_pp"].append(r["pp_tps"])
         elif r["kind"] == "failure":
             a["errors"].append(r["error"])
     out: dict[tuple[int, str], dict[str, Any]] = {}
@@ -185,6 +190,17 @@ def render(meta: dict, rows: list[dict]) -> str:
         row("RSS MiB, after the 4-slot workload", "rss_after", 0, "")
         row("peak RSS MiB (VmHWM)", "hwm", 0, "")
         L.append("")
+        ref = S.get((t, "llama-bench"), {})
+        if ref.get("ref_tg"):
+            one = {v: S.get((t, v), {}).get("agg1") for v in variants}
+            L.append(
+                f"Reference, llama.cpp alone (`llama-bench -t {t} -p 512 -n {meta.get('max_tokens')}`, same build as "
+                f"llama-server, no server, no sampling; median of {ref.get('n_ref_tg')} runs of 3): decode "
+                f"**{fmt(ref['ref_tg'], 1)} tok/s**, prompt {fmt(ref.get('ref_pp'), 0)} tok/s. One stream's decode as a share of it: "
+                + ", ".join(f"{NAMES[v]} {fx(ratio(x, ref['ref_tg']))}" for v, x in one.items())
+                + ". No server decodes one stream faster than llama.cpp's own loop without changing the computation"
+                " (speculative decoding, another build)."
+            )
         speed = [(v, ratio(S.get((t, v), {}).get("cold"), S.get((t, v), {}).get("hit"))) for v in variants]
         L.append(
             "Prefix cache, cold TTFT / hit TTFT: "

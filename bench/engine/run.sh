@@ -31,6 +31,8 @@
 #   BENCH_OUT      results dir (default ~/.cache/genset/bench-results/engine-<time>)
 #   GENSETD        gensetd binary (default: release build in $CARGO_TARGET_DIR, built if stale)
 #   LLAMA_SERVER   llama-server binary (default: built/cached as above)
+#   LLAMA_BENCH    llama-bench binary (default: next to llama-server, built there if missing): llama.cpp's
+#                  own decode loop, no server, at the same threads, as the reference row
 #   BENCH_NO_BUILD=1  build nothing; fail if a binary is missing
 set -euo pipefail
 
@@ -91,7 +93,7 @@ build_llama_server() {
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DBUILD_SHARED_LIBS=OFF >"$LS_DIR/configure.log" 2>&1 \
     || die "cmake configure failed; see $LS_DIR/configure.log"
-  timeout 3600 cmake --build "$LS_DIR/build" --target llama-server -j "$(nproc)" >"$LS_DIR/build.log" 2>&1 \
+  timeout 3600 cmake --build "$LS_DIR/build" --target llama-server llama-bench -j "$(nproc)" >"$LS_DIR/build.log" 2>&1 \
     || die "llama-server build failed; see $LS_DIR/build.log"
 }
 if [ -z "${LLAMA_SERVER:-}" ]; then
@@ -102,6 +104,13 @@ if [ -z "${LLAMA_SERVER:-}" ]; then
   fi
 fi
 [ -x "$LLAMA_SERVER" ] || die "no llama-server binary at $LLAMA_SERVER"
+# llama-bench (same build): llama.cpp's decode loop with no server at all, the reference row.
+LLAMA_BENCH=${LLAMA_BENCH:-$(dirname "$LLAMA_SERVER")/llama-bench}
+if [ ! -x "$LLAMA_BENCH" ] && [ -z "${BENCH_NO_BUILD:-}" ] && [ -d "$LS_DIR/build" ]; then
+  say "building llama-bench"
+  timeout 1800 cmake --build "$LS_DIR/build" --target llama-bench -j "$(nproc)" >>"$LS_DIR/build.log" 2>&1 || say "warning: llama-bench build failed"
+fi
+[ -x "$LLAMA_BENCH" ] || { say "warning: no llama-bench; the reference row is skipped"; LLAMA_BENCH=""; }
 # Check that it is the revision genset links (llama-cpp-sys-2's vendored llama.cpp).
 SYS_DIR=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/llama-cpp-sys-2-"$(awk '/^name = "llama-cpp-sys-2"/ {getline; gsub(/"/, "", $3); print $3}' Cargo.lock)" 2>/dev/null | head -n1 || true)
 SAME_REV="unknown"
@@ -142,7 +151,7 @@ trap 'exit 130' INT TERM
 
 # --- measure -------------------------------------------------------------------------------
 DEADLINE=${BENCH_DEADLINE:-4200}
-python3 bench/engine/bench.py --gensetd "$GENSETD" --llama-server "$LLAMA_SERVER" --model "$MODEL" --sha256 "$SHA256" \
+python3 bench/engine/bench.py --gensetd "$GENSETD" --llama-server "$LLAMA_SERVER" --llama-bench "$LLAMA_BENCH" --model "$MODEL" --sha256 "$SHA256" \
   --out "$OUT" --threads "${BENCH_THREADS:-1,2}" --reps "${BENCH_REPS:-3}" --streams "${BENCH_STREAMS:-1,4,8}" \
   --max-tokens "${BENCH_MAX_TOKENS:-128}" --context "${BENCH_CONTEXT:-4096}" --slots "${BENCH_SLOTS:-4}" \
   --batch "${BENCH_BATCH:-512}" --prefix-n "${BENCH_PREFIX_N:-3}" \
