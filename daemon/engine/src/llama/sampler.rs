@@ -172,8 +172,10 @@ impl SeqSampler {
     }
 
     fn pick(&mut self, row: &[f32]) -> Result<i32, String> {
-        if self.greedy && self.overrides.is_empty() {
-            return argmax_fast(row).map(|i| i as i32).ok_or_else(|| "no candidate token".to_string());
+        if self.greedy
+            && let Some(tok) = greedy_fast(row, &self.overrides)
+        {
+            return Ok(tok as i32);
         }
         let k = if self.greedy { 1 } else { self.top_k };
         let top = candidates(row, k, &self.overrides);
@@ -279,6 +281,23 @@ pub(crate) fn candidates(row: &[f32], k: usize, overrides: &[(usize, f32)]) -> V
     out.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
     out.truncate(k.max(1));
     out
+}
+
+/// Greedy choice with `overrides` (sorted by token) in one vectorized pass, when it is cheap to
+/// be sure of it: the raw argmax, unless an overridden token now beats it. `None` when the raw
+/// argmax is itself overridden (a banned token was the best: the caller ranks the candidates).
+fn greedy_fast(row: &[f32], overrides: &[(usize, f32)]) -> Option<usize> {
+    let best = argmax_fast(row)?;
+    if overrides.binary_search_by_key(&best, |o| o.0).is_ok() {
+        return None;
+    }
+    let mut pick = (best, row[best]);
+    for &(i, l) in overrides {
+        if l > pick.1 {
+            pick = (i, l);
+        }
+    }
+    Some(pick.0)
 }
 
 /// Argmax of a logits row: a vectorizable max, then its first position.
@@ -397,6 +416,48 @@ mod tests {
         assert!(c.iter().all(|x| x.1 != 500));
         assert_eq!(effective(&row, &[(7, -1.0)], 7), -1.0);
         assert_eq!(effective(&row, &[(7, -1.0)], 8), row[8]);
+    }
+
+    #[test]
+    fn greedy_fast_agrees_with_ranking_every_candidate() {
+        // A small deterministic generator: no test dependency on a RNG crate.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut fast_hits = 0;
+        for case in 0..2000 {
+            let n = 50 + (next() % 200) as usize;
+            // Few distinct values, so that ties and overridden maxima happen often.
+            let row: Vec<f32> = (0..n).map(|_| (next() % 40) as f32 - 20.0).collect();
+            let mut overrides: Vec<(usize, f32)> = Vec::new();
+            for _ in 0..(next() % 5) {
+                let t = (next() as usize) % n;
+                if overrides.iter().any(|o| o.0 == t) {
+                    continue;
+                }
+                let l = match next() % 4 {
+                    0 => f32::NEG_INFINITY,
+                    1 => row[t] + 25.0,
+                    2 => f32::NAN,
+                    _ => (next() % 40) as f32 - 20.0,
+                };
+                overrides.push((t, l));
+            }
+            overrides.sort_unstable_by_key(|o| o.0);
+            let best_effective = (0..n).map(|t| effective(&row, &overrides, t)).filter(|l| !l.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+            let slow = candidates(&row, 1, &overrides)[0];
+            assert_eq!(slow.0, best_effective, "case {case}");
+            if let Some(t) = greedy_fast(&row, &overrides) {
+                fast_hits += 1;
+                assert_eq!(effective(&row, &overrides, t), best_effective, "case {case}: {row:?} {overrides:?} -> {t}");
+            }
+        }
+        // Most cases take the fast path; the others fall back to ranking.
+        assert!(fast_hits > 1000, "{fast_hits}");
     }
 
     #[test]
