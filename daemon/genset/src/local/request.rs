@@ -64,6 +64,15 @@ fn opt_bool(o: &Map<String, Value>, k: &str) -> Result<bool, ApiError> {
     }
 }
 
+/// An optional boolean field: absent or null is `None`, anything but a boolean an error.
+fn flag(v: Option<&Value>, param: &str) -> Result<Option<bool>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(invalid(param, "must be a boolean")),
+    }
+}
+
 fn range(k: &str, v: Option<f32>, lo: f32, hi: f32) -> Result<Option<f32>, ApiError> {
     match v {
         Some(x) if !(lo..=hi).contains(&x) => Err(invalid(k, format!("must be between {lo} and {hi}"))),
@@ -250,7 +259,8 @@ pub fn openai_chat(body: &Value, priority: Priority) -> Result<Parsed, ApiError>
         Some(_) => return Err(invalid("tools", "must be an array")),
     };
     let mut sampling = openai_sampling(o)?;
-    let mode = tool_mode(&tools, &choice, "tool_choice", &mut sampling)?;
+    let parallel = !matches!(flag(o.get("parallel_tool_calls"), "parallel_tool_calls")?, Some(false));
+    let mode = tool_mode(&tools, &choice, parallel, "tool_choice", &mut sampling)?;
     let (stream, include_usage) = stream_flags(o)?;
     Ok(Parsed {
         request: GenerateRequest { prompt: Prompt::Chat { messages, tools }, sampling, priority },
@@ -273,12 +283,12 @@ enum Choice {
 
 /// How the output relates to `tools` (OpenAI-shaped); a forced choice puts the grammar of a
 /// call into `sampling`.
-fn tool_mode(tools: &[Value], choice: &Choice, param: &str, sampling: &mut SamplingParams) -> Result<ToolMode, ApiError> {
+fn tool_mode(tools: &[Value], choice: &Choice, parallel: bool, param: &str, sampling: &mut SamplingParams) -> Result<ToolMode, ApiError> {
     let names = || tools.iter().filter_map(tool_signature).map(|(n, _)| n.to_owned()).collect::<Vec<_>>();
     let forced: Vec<&Value> = match choice {
         Choice::None => return Ok(ToolMode::Off),
         Choice::Auto if tools.is_empty() => return Ok(ToolMode::Off),
-        Choice::Auto => return Ok(ToolMode::Auto { names: names() }),
+        Choice::Auto => return Ok(ToolMode::Auto { names: names(), parallel }),
         Choice::Any if tools.is_empty() => return Err(invalid(param, "a tool call is required but no tools are given")),
         Choice::Any => tools.iter().collect(),
         Choice::Named(name) => {
@@ -498,7 +508,9 @@ pub fn anthropic_messages(body: &Value, priority: Priority, count_only: bool) ->
         max_tokens,
         ..SamplingParams::default()
     };
-    let mode = tool_mode(&tools, &choice, "tool_choice", &mut sampling)?;
+    let disable_parallel = o.get("tool_choice").and_then(|tc| tc.get("disable_parallel_tool_use"));
+    let parallel = !matches!(flag(disable_parallel, "tool_choice.disable_parallel_tool_use")?, Some(true));
+    let mode = tool_mode(&tools, &choice, parallel, "tool_choice", &mut sampling)?;
     let stream = opt_bool(o, "stream")?;
     Ok(Parsed {
         request: GenerateRequest { prompt: Prompt::Chat { messages, tools }, sampling, priority },
@@ -601,8 +613,8 @@ mod tests {
         let names = || vec!["get_weather".to_string(), "now".to_string()];
         // (tool_choice, expected mode); a forced mode carries the grammar of a call.
         let cases = [
-            (Value::Null, ToolMode::Auto { names: names() }),
-            (json!("auto"), ToolMode::Auto { names: names() }),
+            (Value::Null, ToolMode::Auto { names: names(), parallel: true }),
+            (json!("auto"), ToolMode::Auto { names: names(), parallel: true }),
             (json!("none"), ToolMode::Off),
             (json!("required"), ToolMode::Forced { names: names() }),
             (json!({"type": "function", "function": {"name": "now"}}), ToolMode::Forced { names: vec!["now".into()] }),
@@ -630,10 +642,22 @@ mod tests {
                 false,
             )
         };
-        assert_eq!(a(json!({"type": "auto"})).unwrap().tools, ToolMode::Auto { names: names() });
+        assert_eq!(a(json!({"type": "auto"})).unwrap().tools, ToolMode::Auto { names: names(), parallel: true });
         assert_eq!(a(json!({"type": "any"})).unwrap().tools, ToolMode::Forced { names: names() });
         assert_eq!(a(json!({"type": "tool", "name": "now"})).unwrap().tools, ToolMode::Forced { names: vec!["now".into()] });
         assert_eq!(a(json!({"type": "none"})).unwrap().tools, ToolMode::Off);
+
+        // One call at most, when the client says so; anything but a boolean is refused.
+        let mut b = body(json!("auto"));
+        b["parallel_tool_calls"] = json!(false);
+        assert_eq!(chat(b.clone()).unwrap().tools, ToolMode::Auto { names: names(), parallel: false });
+        b["parallel_tool_calls"] = json!(true);
+        assert_eq!(chat(b.clone()).unwrap().tools, ToolMode::Auto { names: names(), parallel: true });
+        b["parallel_tool_calls"] = json!("no");
+        assert!(chat(b).unwrap_err().message.contains("parallel_tool_calls"));
+        let one = a(json!({"type": "auto", "disable_parallel_tool_use": true})).unwrap();
+        assert_eq!(one.tools, ToolMode::Auto { names: names(), parallel: false });
+        assert!(a(json!({"type": "auto", "disable_parallel_tool_use": 1})).unwrap_err().message.contains("disable_parallel_tool_use"));
 
         // Refusals name what is wrong or unsupported.
         let refused = |r: Result<Parsed, ApiError>, needle: &str| {

@@ -24,8 +24,9 @@ use serde_json::{Map, Value, json};
 pub enum ToolMode {
     /// No tools offered, or `tool_choice` none: the output is text.
     Off,
-    /// The model may call one of these tools.
-    Auto { names: Vec<String> },
+    /// The model may call one of these tools; `parallel: false` (OpenAI `parallel_tool_calls`,
+    /// Anthropic `disable_parallel_tool_use`) keeps only the first call it writes.
+    Auto { names: Vec<String>, parallel: bool },
     /// The output is grammar-constrained to a call of one of these tools.
     Forced { names: Vec<String> },
 }
@@ -34,8 +35,17 @@ impl ToolMode {
     fn names(&self) -> &[String] {
         match self {
             ToolMode::Off => &[],
-            ToolMode::Auto { names } | ToolMode::Forced { names } => names,
+            ToolMode::Auto { names, .. } | ToolMode::Forced { names } => names,
         }
+    }
+
+    /// The calls parsed from an output, as many as the request allows. (A forced call's
+    /// grammar allows one call only.)
+    fn allowed(&self, mut out: Output) -> Output {
+        if matches!(self, ToolMode::Auto { parallel: false, .. }) {
+            out.calls.truncate(1);
+        }
+        out
     }
 }
 
@@ -270,7 +280,7 @@ impl Splitter {
         if self.state == State::Holding
             && let Some(out) = parse(&self.held, self.mode.names())
         {
-            return out;
+            return self.mode.allowed(out);
         }
         Output { content: self.held, calls: vec![] }
     }
@@ -280,7 +290,7 @@ impl Splitter {
 pub fn split(mode: &ToolMode, text: &str) -> Output {
     match mode {
         ToolMode::Off => Output { content: text.to_owned(), calls: vec![] },
-        _ => parse(text, mode.names()).unwrap_or_else(|| Output { content: text.to_owned(), calls: vec![] }),
+        _ => parse(text, mode.names()).map(|o| mode.allowed(o)).unwrap_or_else(|| Output { content: text.to_owned(), calls: vec![] }),
     }
 }
 
@@ -300,18 +310,31 @@ mod tests {
             .map(|o| (o.content.clone(), o.calls.iter().map(|c| (c.name.clone(), c.arguments.clone())).collect::<Vec<_>>()));
         let want = expected.map(|(c, calls)| (c.to_owned(), calls.into_iter().map(|(n, a)| (n.to_owned(), a)).collect()));
         assert_eq!(got, want, "parse({input:?})");
-        let whole = split(&ToolMode::Auto { names: names() }, input);
+        let whole = split(&ToolMode::Auto { names: names(), parallel: true }, input);
         let mut cuts: Vec<Vec<&str>> =
             (0..=input.len()).filter(|&i| input.is_char_boundary(i)).map(|i| vec![&input[..i], &input[i..]]).collect();
         cuts.push(input.char_indices().map(|(i, c)| &input[i..i + c.len_utf8()]).collect());
         for pieces in cuts {
-            let mut s = Splitter::new(ToolMode::Auto { names: names() });
+            let mut s = Splitter::new(ToolMode::Auto { names: names(), parallel: true });
             let mut content: String = pieces.iter().map(|p| s.push(p)).collect();
             let out = s.finish();
             content.push_str(&out.content);
             assert_eq!(content, whole.content, "streamed content of {pieces:?}");
             assert_eq!(out.calls, whole.calls, "streamed calls of {pieces:?}");
         }
+    }
+
+    #[test]
+    fn one_call_when_parallel_calls_are_off() {
+        let text = r#"[{"name": "now", "arguments": {}}, {"name": "get_weather", "arguments": {"city": "Oslo"}}]"#;
+        let both = split(&ToolMode::Auto { names: names(), parallel: true }, text);
+        assert_eq!(both.calls.len(), 2);
+        let single = ToolMode::Auto { names: names(), parallel: false };
+        let one = split(&single, text);
+        assert_eq!(one.calls, both.calls[..1].to_vec());
+        let mut s = Splitter::new(single);
+        assert_eq!(s.push(text), "");
+        assert_eq!(s.finish(), one);
     }
 
     #[test]
@@ -364,7 +387,7 @@ mod tests {
 
     #[test]
     fn splitter_releases_text_early_and_holds_calls() {
-        let mut s = Splitter::new(ToolMode::Auto { names: names() });
+        let mut s = Splitter::new(ToolMode::Auto { names: names(), parallel: true });
         assert_eq!(s.push("Hello"), "Hello");
         assert_eq!(s.push(" there <tool"), " there ");
         assert_eq!(s.push("_call>{\"name\":\"now\"}"), "");
@@ -372,7 +395,7 @@ mod tests {
         assert_eq!(out.content, "");
         assert_eq!(out.calls[0].name, "now");
         // A call-like start is held; whitespace before it too.
-        let mut s = Splitter::new(ToolMode::Auto { names: names() });
+        let mut s = Splitter::new(ToolMode::Auto { names: names(), parallel: true });
         assert_eq!(s.push("\n "), "");
         assert_eq!(s.push("{\"na"), "");
         assert_eq!(s.finish().content, "\n {\"na");
