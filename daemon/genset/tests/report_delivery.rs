@@ -68,6 +68,39 @@ async fn a_scheduled_report_is_delivered_to_the_webhook() {
     handle.stop(true).await;
 }
 
+/// A webhook that accepts the POST and never answers must not outlive the daemon: shutdown
+/// gives the delivery up (its connection closes) instead of leaving it running or waiting for
+/// the client's 30 s timeout.
+#[actix_web::test]
+async fn shutdown_gives_up_a_delivery_to_a_webhook_that_hangs() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let d = common::start_daemon(&format!(
+        "[reports]\nschedule = \"* * * * * *\"\nwebhook = \"http://{addr}/hook\"\nscheduled_period = \"previous-month\"\n"
+    ))
+    .await;
+    // The first delivery arrives (the request line, at least) and is left hanging.
+    let (mut conn, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept()).await.expect("no delivery arrived").unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = conn.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"POST /hook"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    let t = Instant::now();
+    d.shutdown().await;
+    assert!(t.elapsed() < Duration::from_secs(10), "shutdown waited {:?} for the hanging webhook", t.elapsed());
+    // The delivery was dropped with the daemon: its connection is closed (EOF), not left open.
+    let eof = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {} // the rest of the request body
+            }
+        }
+    })
+    .await;
+    assert!(eof.is_ok(), "the delivery kept its connection to the webhook open after shutdown");
+}
+
 #[test]
 fn a_schedule_without_a_webhook_is_a_config_error_naming_the_key() {
     let e = genset::config::Config::from_toml("[reports]\nschedule = \"0 0 6 1 * *\"\n", std::path::Path::new("t.toml")).unwrap_err();

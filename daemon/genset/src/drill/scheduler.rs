@@ -94,8 +94,17 @@ pub async fn run(drills: Arc<Drills>, shutdown: CancellationToken) {
                         Some(t) => next.insert(key, t),
                         None => next.remove(&key),
                     };
+                    // Tracked with the drills (shutdown waits for it) and given up when
+                    // shutdown starts: a webhook that hangs never holds the daemon up.
                     let (drills, d) = (drills.clone(), d.clone());
-                    tokio::spawn(async move { super::delivery::deliver(&drills, &d).await });
+                    drills.tracker.clone().spawn(async move {
+                        tokio::select! {
+                            () = super::delivery::deliver(&drills, &d) => {}
+                            () = drills.shutdown.cancelled() => {
+                                tracing::warn!("scheduled report delivery interrupted by shutdown; it runs again at its next scheduled time");
+                            }
+                        }
+                    });
                 }
                 Some(_) => {}
             }
