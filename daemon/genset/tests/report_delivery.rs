@@ -68,11 +68,12 @@ async fn a_scheduled_report_is_delivered_to_the_webhook() {
     handle.stop(true).await;
 }
 
-/// A webhook that accepts the POST and never answers must not outlive the daemon: shutdown
-/// gives the delivery up (its connection closes) instead of leaving it running or waiting for
-/// the client's 30 s timeout.
+/// A webhook that accepts the POST and never answers: the next scheduled deliveries are
+/// skipped while it hangs (one at a time, recorded as events), and it does not outlive the
+/// daemon: shutdown gives the delivery up (its connection closes) instead of leaving it
+/// running or waiting for the client's 30 s timeout.
 #[actix_web::test]
-async fn shutdown_gives_up_a_delivery_to_a_webhook_that_hangs() {
+async fn a_webhook_that_hangs_gets_one_delivery_which_shutdown_gives_up() {
     use tokio::io::AsyncReadExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -85,6 +86,18 @@ async fn shutdown_gives_up_a_delivery_to_a_webhook_that_hangs() {
     let mut buf = vec![0u8; 64 * 1024];
     let n = conn.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"POST /hook"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    // The schedule fires every second; the next firing is skipped, not a second delivery.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = d.running().store.list_events(50).await.unwrap();
+        if events.iter().any(|e| e.kind == "report" && e.cause.contains("skipped")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no skipped delivery recorded: {events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = tokio::time::timeout(Duration::from_millis(1), listener.accept()).await;
+    assert!(second.is_err(), "a second delivery was started while the first one hangs");
     let t = Instant::now();
     d.shutdown().await;
     assert!(t.elapsed() < Duration::from_secs(10), "shutdown waited {:?} for the hanging webhook", t.elapsed());

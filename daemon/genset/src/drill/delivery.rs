@@ -106,7 +106,7 @@ pub async fn deliver(drills: &Drills, d: &ReportDelivery) {
     .await;
 }
 
-async fn report_event(drills: &Drills, cause: &str, detail: serde_json::Value) {
+pub(super) async fn report_event(drills: &Drills, cause: &str, detail: serde_json::Value) {
     if let Err(e) = drills.store.insert_event(now_ms(), "report", "reports", cause, Some(&detail.to_string())).await {
         tracing::error!(error = %e, "scheduled report: cannot store an event");
     }

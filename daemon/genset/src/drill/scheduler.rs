@@ -32,6 +32,8 @@ pub fn spec_of(d: &DrillConfig) -> DrillSpec {
 pub async fn run(drills: Arc<Drills>, shutdown: CancellationToken) {
     // Per drill (name and expression): the next time it is due.
     let mut next: HashMap<(String, String), DateTime<Utc>> = HashMap::new();
+    // The scheduled report delivery in flight, if any: one at a time.
+    let mut delivery: Option<tokio::task::JoinHandle<()>> = None;
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
@@ -94,17 +96,31 @@ pub async fn run(drills: Arc<Drills>, shutdown: CancellationToken) {
                         Some(t) => next.insert(key, t),
                         None => next.remove(&key),
                     };
-                    // Tracked with the drills (shutdown waits for it) and given up when
-                    // shutdown starts: a webhook that hangs never holds the daemon up.
-                    let (drills, d) = (drills.clone(), d.clone());
-                    drills.tracker.clone().spawn(async move {
-                        tokio::select! {
-                            () = super::delivery::deliver(&drills, &d) => {}
-                            () = drills.shutdown.cancelled() => {
-                                tracing::warn!("scheduled report delivery interrupted by shutdown; it runs again at its next scheduled time");
+                    if delivery.as_ref().is_some_and(|h| !h.is_finished()) {
+                        // One at a time: a webhook slower than the schedule must not collect
+                        // deliveries.
+                        tracing::warn!(schedule = %d.expr, "scheduled report skipped: the previous delivery is still running");
+                        super::delivery::report_event(
+                            &drills,
+                            "scheduled report skipped: the previous delivery is still running",
+                            json!({"to": "skipped", "schedule": d.expr}),
+                        )
+                        .await;
+                    } else {
+                        // Tracked with the drills (shutdown waits for it) and given up when
+                        // shutdown starts: a webhook that hangs never holds the daemon up.
+                        let (drills, d) = (drills.clone(), d.clone());
+                        delivery = Some(drills.tracker.clone().spawn(async move {
+                            tokio::select! {
+                                () = super::delivery::deliver(&drills, &d) => {}
+                                () = drills.shutdown.cancelled() => {
+                                    tracing::warn!(
+                                        "scheduled report delivery interrupted by shutdown; it runs again at its next scheduled time"
+                                    );
+                                }
                             }
-                        }
-                    });
+                        }));
+                    }
                 }
                 Some(_) => {}
             }
