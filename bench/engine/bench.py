@@ -501,13 +501,18 @@ def main() -> None:
     def log(msg: str) -> None:
         print(f"==> {msg}", file=sys.stderr, flush=True)
 
-    def run_block(v: str, threads: int, rep: int, slots: int, counts: list[int], main_block: bool, attempt: int) -> bool:
-        """Start the server, measure, stop it. False when it is worth another attempt: the server
-        died, or other processes used more than --max-foreign cores meanwhile."""
-        # Wait (bounded) until nothing else uses the CPU: other builds share this machine.
+    def wait_quiet() -> float:
+        """Wait (bounded) until nothing else uses the CPU: other builds share this machine.
+        Returns the cores others used at the last look."""
         quiet_end = time.monotonic() + a.quiet_wait
         while (busy := busy_cores()) > a.max_foreign and time.monotonic() < quiet_end:
             log(f"  other processes use {busy:.2f} cores; waiting for a quiet machine")
+        return busy
+
+    def run_block(v: str, threads: int, rep: int, slots: int, counts: list[int], main_block: bool, attempt: int) -> bool:
+        """Start the server, measure, stop it. False when it is worth another attempt: the server
+        died, or other processes used more than --max-foreign cores meanwhile."""
+        busy = wait_quiet()
         log(f"threads={threads} rep={rep + 1}/{a.reps} {v} slots={slots}: start"
             + (f" (attempt {attempt})" if attempt > 1 else "") + f"; idle machine busy {busy:.2f} cores")
         srv = start_genset(a, threads, slots, work) if v == "genset" else start_llama(a, v, threads, slots, work)
@@ -578,9 +583,7 @@ def main() -> None:
         random tokens, no sampling): what a server on this llama.cpp can at best reach."""
         if not a.llama_bench:
             return
-        quiet_end = time.monotonic() + a.quiet_wait
-        while (busy := busy_cores()) > a.max_foreign and time.monotonic() < quiet_end:
-            log(f"  other processes use {busy:.2f} cores; waiting for a quiet machine")
+        wait_quiet()
         cmd = [a.llama_bench, "-m", a.model, "-t", str(threads), "-p", "512", "-n", str(a.max_tokens),
                "-b", str(a.batch), "-ub", str(a.batch), "-r", "3", "-o", "json"]
         log(f"threads={threads} rep={rep + 1}/{a.reps} llama-bench (reference)")

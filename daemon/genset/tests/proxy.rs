@@ -203,17 +203,7 @@ async fn virtual_keys_swap_in_the_appliance_credential() {
         openai_upstream(&fx.url, &format!("api_key_file = \"{}\"", keyfile.path().display()))
     ))
     .await;
-    let created: Value = d
-        .http
-        .post(format!("{}/api/v1/keys", d.admin))
-        .bearer_auth(&d.token)
-        .json(&json!({"use_case": "invoices", "name": "billing-app"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = d.create_key_record(json!({"use_case": "invoices", "name": "billing-app"})).await;
     let key = created["key"].as_str().unwrap().to_string();
     assert!(key.starts_with("gk-"));
     let call = |k: String| {

@@ -12,6 +12,19 @@ use base64::Engine as _;
 use parking_lot::Mutex;
 use serde_json::Value;
 
+/// Wait until a `report` event whose cause contains `needle` is stored.
+async fn wait_report_event(d: &common::Daemon, needle: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let events = d.running().store.list_events(50).await.unwrap();
+        if events.iter().any(|e| e.kind == "report" && e.cause.contains(needle)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no report event with {needle:?}: {events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[actix_web::test]
 async fn a_scheduled_report_is_delivered_to_the_webhook() {
     let got: Arc<Mutex<Vec<Value>>> = Arc::default();
@@ -55,15 +68,7 @@ async fn a_scheduled_report_is_delivered_to_the_webhook() {
     let pdf = base64::engine::general_purpose::STANDARD.decode(body["pdf_base64"].as_str().unwrap()).unwrap();
     assert!(pdf.starts_with(b"%PDF"), "a PDF rendered by the daemon");
     // The delivery is an event.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let events = d.running().store.list_events(50).await.unwrap();
-        if events.iter().any(|e| e.kind == "report" && e.cause.contains("delivered")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no report event: {events:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_report_event(&d, "delivered", Duration::from_secs(10)).await;
     d.shutdown().await;
     handle.stop(true).await;
 }
@@ -87,15 +92,7 @@ async fn a_webhook_that_hangs_gets_one_delivery_which_shutdown_gives_up() {
     let n = conn.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"POST /hook"), "{:?}", String::from_utf8_lossy(&buf[..n]));
     // The schedule fires every second; the next firing is skipped, not a second delivery.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let events = d.running().store.list_events(50).await.unwrap();
-        if events.iter().any(|e| e.kind == "report" && e.cause.contains("skipped")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no skipped delivery recorded: {events:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_report_event(&d, "skipped", Duration::from_secs(30)).await;
     let second = tokio::time::timeout(Duration::from_millis(1), listener.accept()).await;
     assert!(second.is_err(), "a second delivery was started while the first one hangs");
     let t = Instant::now();

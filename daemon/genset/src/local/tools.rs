@@ -39,13 +39,14 @@ impl ToolMode {
         }
     }
 
-    /// The calls parsed from an output, as many as the request allows. (A forced call's
-    /// grammar allows one call only.)
-    fn allowed(&self, mut out: Output) -> Output {
+    /// `text` split into content and the calls in it, as many calls as the request allows
+    /// (a forced call's grammar allows one only); `None` when it holds no call.
+    fn calls_in(&self, text: &str) -> Option<Output> {
+        let mut out = parse(text, self.names())?;
         if matches!(self, ToolMode::Auto { parallel: false, .. }) {
             out.calls.truncate(1);
         }
-        out
+        Some(out)
     }
 }
 
@@ -278,9 +279,9 @@ impl Splitter {
     /// The end of the output: the content not yet sent, and the calls.
     pub fn finish(self) -> Output {
         if self.state == State::Holding
-            && let Some(out) = parse(&self.held, self.mode.names())
+            && let Some(out) = self.mode.calls_in(&self.held)
         {
-            return self.mode.allowed(out);
+            return out;
         }
         Output { content: self.held, calls: vec![] }
     }
@@ -290,7 +291,7 @@ impl Splitter {
 pub fn split(mode: &ToolMode, text: &str) -> Output {
     match mode {
         ToolMode::Off => Output { content: text.to_owned(), calls: vec![] },
-        _ => parse(text, mode.names()).map(|o| mode.allowed(o)).unwrap_or_else(|| Output { content: text.to_owned(), calls: vec![] }),
+        _ => mode.calls_in(text).unwrap_or_else(|| Output { content: text.to_owned(), calls: vec![] }),
     }
 }
 

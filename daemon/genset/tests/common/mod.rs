@@ -49,8 +49,13 @@ impl Daemon {
 
     /// A virtual key issued through the admin API (`spec`: `use_case`, `name`, ...).
     pub async fn create_key(&self, spec: serde_json::Value) -> String {
-        let v: serde_json::Value = self
-            .http
+        let v = self.create_key_record(spec).await;
+        v["key"].as_str().unwrap_or_else(|| panic!("no key in {v}")).to_string()
+    }
+
+    /// The admin API's whole answer to issuing a virtual key (`key`, `id`, ...).
+    pub async fn create_key_record(&self, spec: serde_json::Value) -> serde_json::Value {
+        self.http
             .post(format!("{}/api/v1/keys", self.admin))
             .bearer_auth(&self.token)
             .json(&spec)
@@ -59,8 +64,7 @@ impl Daemon {
             .unwrap()
             .json()
             .await
-            .unwrap();
-        v["key"].as_str().unwrap_or_else(|| panic!("no key in {v}")).to_string()
+            .unwrap()
     }
 
     pub async fn shutdown(mut self) {
