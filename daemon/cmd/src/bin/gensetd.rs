@@ -5,6 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: the request path allocates and frees many short-lived
+/// buffers and futures, some over glibc's per-thread cache limit, and glibc's arena locking,
+/// consolidation and trimming cost the proxy about an eighth of its throughput (measured in
+/// docs/benchmarks.md). C code (SQLite, llama.cpp) keeps the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "gensetd", version, about = "genset daemon: inline LLM API proxy with local failover")]
 struct Cli {
