@@ -52,7 +52,7 @@ impl KeyBook {
         let mut h = Sha256::new();
         h.update(&self.salt);
         h.update(key.as_bytes());
-        hex::encode(h.finalize())
+        crate::util::hex_lower(&h.finalize())
     }
 
     /// Remember that the cloud accepted this (hashed) client key at `ts_ms`. Cheap when the
@@ -118,7 +118,7 @@ impl KeyBook {
 
 /// Plain sha256 of a key, hex: what `match.api_key_sha256` rules compare with.
 pub fn plain_sha256(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    crate::util::hex_lower(&Sha256::digest(key.as_bytes()))
 }
 
 /// Constant-time comparison for bearer tokens.

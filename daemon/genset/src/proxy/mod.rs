@@ -258,8 +258,15 @@ async fn handle(req: HttpRequest, payload: web::Payload, state: web::Data<ProxyS
 
 fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
     let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    let is = |prefix: &str, suffix: &str| {
+        mime.len() >= prefix.len() + suffix.len()
+            && mime.is_char_boundary(prefix.len())
+            && mime.is_char_boundary(mime.len() - suffix.len())
+            && mime[..prefix.len()].eq_ignore_ascii_case(prefix)
+            && mime[mime.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    };
+    if mime.eq_ignore_ascii_case("application/json") || is("application/", "+json") {
         Ok(())
     } else {
         let shown = if ct.is_empty() { "none".to_string() } else { format!("{ct:?}") };
@@ -318,4 +325,25 @@ pub fn is_hop_by_hop(name: &str) -> bool {
             | "transfer-encoding"
             | "upgrade"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn json_content_types_pass_in_any_case_and_others_are_refused() {
+        let check = |ct: &str| {
+            let req = if ct.is_empty() { TestRequest::default() } else { TestRequest::default().insert_header(("content-type", ct)) };
+            super::check_content_type(&req.to_http_request()).is_ok()
+        };
+        for ok in
+            ["application/json", "Application/JSON; charset=utf-8", " application/json ", "application/vnd.api+json", "APPLICATION/X+JSON"]
+        {
+            assert!(check(ok), "{ok:?} should be accepted");
+        }
+        for bad in ["", "text/plain", "application/jsonx", "application/xml", "text/x+json", "+json", "applicationé/+json", "é"] {
+            assert!(!check(bad), "{bad:?} should be refused");
+        }
+    }
 }

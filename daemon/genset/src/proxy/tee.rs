@@ -52,8 +52,14 @@ impl Tee {
     pub fn new(inner: Inner, ex: Exchange, recorder: Recorder, started: Instant) -> Self {
         let cap = recorder.body_cap();
         let awaiting_terminal = ex.sse;
-        let mut tail = Vec::with_capacity(CARRY * 2);
-        tail.push(b'\n');
+        // Only a stream is scanned for its terminal event: a whole answer allocates nothing here.
+        let tail = if awaiting_terminal {
+            let mut t = Vec::with_capacity(CARRY * 2);
+            t.push(b'\n');
+            t
+        } else {
+            Vec::new()
+        };
         Tee { inner, pending: Some(Box::new(ex)), recorder, started, cap, awaiting_terminal, tail }
     }
 

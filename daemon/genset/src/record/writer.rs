@@ -126,7 +126,7 @@ pub fn to_row(ex: Exchange, mode: RedactMode) -> NewExchange {
     let req = ex.request.concat();
     let resp = ex.response.concat();
     let fingerprint =
-        Peek::parse(&req).ok().and_then(|p| p.system_prompt()).map(|s| hex::encode(&Sha256::digest(s.trim().as_bytes())[..8]));
+        Peek::parse(&req).ok().and_then(|p| p.system_prompt()).map(|s| crate::util::hex_lower(&Sha256::digest(s.trim().as_bytes())[..8]));
     let re = if resp.is_empty() { None } else { Some(reassemble::reassemble(ex.api, ex.endpoint, ex.sse, &resp)) };
     // A response counts as completed when it was delivered whole and, for a stream, its
     // terminal event was seen; an error answer is complete but not a success.
