@@ -12,6 +12,7 @@ from typing import Any
 NAMES = {
     "direct": "direct to nginx",
     "nginx-proxy": "nginx as a reverse proxy (reference)",
+    "bare": "bare actix-web + reqwest pass-through (reference)",
     "gensetd": "gensetd (recording on)",
     "litellm": "LiteLLM proxy",
     "portkey": "Portkey gateway",

@@ -13,7 +13,8 @@
 # number of rows that reached the SQLite store.
 #
 # Environment (all optional):
-#   BENCH_TARGETS   "direct nginx-proxy gensetd litellm portkey"
+#   BENCH_TARGETS   "direct nginx-proxy gensetd litellm portkey"; add "bare" for the bare
+#                   actix-web + reqwest pass-through (bench/proxy/bare), built on first use
 #                                                         BENCH_RATES  "100 500 1000"
 #   BENCH_DURATION  10s                                  BENCH_MAX_CONNS 64
 #   BENCH_REDACT    pii (gensetd's recording.redact)     BENCH_OUT    results dir (default ~/.cache/genset/bench-results/<time>)
@@ -186,6 +187,17 @@ for t in $TARGETS; do
     HDRS=(-H "authorization: Bearer $CLIENT_KEY")
     bench_target nginx-proxy "http://127.0.0.1:$NP_PORT/v1/chat/completions"
     stop_bg nginx-proxy
+    ;;
+  bare)
+    # Opt-in reference: a pass-through on gensetd's own server and client stack (bench/proxy/bare).
+    say "cargo build --release (bench/proxy/bare)"
+    if ! (cd bench/proxy/bare && cargo build --release --quiet >&2); then warn "bench/proxy/bare did not build"; drop_target bare; continue; fi
+    BP=$(free_port)
+    start_bg bare env LISTEN="127.0.0.1:$BP" UPSTREAM="http://127.0.0.1:$NGX_PORT" "$CARGO_TARGET_DIR/release/genset-bench-bare-proxy"
+    if ! wait_http "http://127.0.0.1:$BP/v1/chat/completions" 10; then warn "bare pass-through did not start"; stop_bg bare; drop_target bare; continue; fi
+    HDRS=(-H "authorization: Bearer $CLIENT_KEY")
+    bench_target bare "http://127.0.0.1:$BP/v1/chat/completions"
+    stop_bg bare
     ;;
   gensetd)
     GD=$WORK/gensetd; mkdir -p "$GD"
