@@ -135,6 +135,13 @@ line=$(wait_line "$DEMO/gensetd.out" 'gensetd ready proxy=' "$GENSETD_PID") \
   || { tail -n 30 "$DEMO/gensetd.log" >&2; die "gensetd did not start; see $DEMO/gensetd.log"; }
 PROXY=$(sed -E 's#.*proxy=(http://[^ ]+).*#\1#' <<<"$line")
 ADMIN=$(sed -E 's#.*admin=(http://[^ ]+).*#\1#' <<<"$line")
+# The console's first admin: a one-time setup link (never logged); an existing demo store
+# that has an admin already answers 409, and then the console is simply the sign-in page.
+CONSOLE=$("$BIN/gensetctl" --config "$DEMO/genset.toml" admin bootstrap 2>/dev/null | tail -n 1 || true)
+case $CONSOLE in
+  http*) CONSOLE="$CONSOLE   (one-time link: choose the first admin's password)" ;;
+  *) CONSOLE="$ADMIN/   (sign in)" ;;
+esac
 
 cat <<EOF
 
@@ -143,6 +150,7 @@ genset is running (Ctrl-C stops it).
   OpenAI clients:     base_url = "$PROXY/v1"      (any api_key: it is passed through to the upstream)
   Anthropic clients:  base_url = "$PROXY"
   Admin JSON API:     $ADMIN/api/v1/status        (Authorization: Bearer \$(cat $DEMO/admin.token))
+  Console:            $CONSOLE
   Metrics:            $ADMIN/metrics
   Admin token file:   $DEMO/admin.token
   Config / store:     $DEMO/genset.toml, $DEMO/genset.db   (logs: $DEMO/gensetd.log)

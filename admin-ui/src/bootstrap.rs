@@ -1,9 +1,11 @@
 //! The first admin. There is no default password: while no admin exists, a one-time setup
-//! token (256 bits, stored as sha256, valid for `Options::bootstrap_ttl`) is issued at start
-//! and written to the daemon's log; `/setup?token=…` lets its holder choose the first admin's
-//! name and password. `gensetctl admin bootstrap` issues a fresh one through
-//! `POST /api/v1/console/bootstrap` (admin bearer token). Every token dies when the first
-//! admin is created.
+//! token (256 bits, stored as sha256, valid for `Options::bootstrap_ttl`) lets its holder
+//! choose the first admin's name and password at `/setup?token=…`. Tokens are issued only
+//! through `POST /api/v1/console/bootstrap` (admin bearer token), which `gensetctl admin
+//! bootstrap` calls: whoever can read the admin token file can set up the console, and the
+//! link, a credential, never goes to the log (which the journal shows more widely). At start
+//! the daemon only logs that no admin exists and that command. Every token dies when the
+//! first admin is created.
 
 use genset::store::Store;
 
@@ -25,14 +27,12 @@ pub fn setup_path(token: &str) -> String {
     format!("/setup?token={token}")
 }
 
-/// At start: when no admin exists, issue a token and log the setup link.
-pub async fn announce_at_start(store: &Store, console: &Console) -> Result<(), genset::store::StoreError> {
-    if let Some(token) = issue(store, console).await? {
+/// At start: when no admin exists, say how to get a setup link (never the link itself).
+pub async fn announce_at_start(store: &Store) -> Result<(), genset::store::StoreError> {
+    if !crate::db::any_admin(store).await? {
         tracing::warn!(
-            setup = %setup_path(&token),
-            valid_for = %humantime::format_duration(console.options.bootstrap_ttl),
-            "console: no admin yet. Open the admin listener at this path to choose the first admin's password \
-             (one-time link; `gensetctl admin bootstrap` prints a fresh one)"
+            "console: no admin yet. Run `gensetctl admin bootstrap` on this machine for a one-time link to choose the \
+             first admin's password"
         );
     }
     Ok(())

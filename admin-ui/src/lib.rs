@@ -95,7 +95,7 @@ pub struct Console {
     pub options: Options,
     pub clock: Clock,
     pub limits: limits::Limits,
-    /// The store URL, for the start-up task (bootstrap token, rollup) that runs before any
+    /// The store URL, for the start-up task (first-admin notice, rollup) that runs before any
     /// request arrives.
     store_url: Option<String>,
     started: AtomicBool,
@@ -106,7 +106,7 @@ pub struct Console {
 }
 
 impl Console {
-    /// `store_url`: where the start-up task (bootstrap token, rollup) opens its own small
+    /// `store_url`: where the start-up task (first-admin notice, rollup) opens its own small
     /// pool; `None` runs neither (tests that drive them by hand).
     pub fn new(options: Options, clock: Clock, store_url: Option<String>) -> Arc<Console> {
         let limits = limits::Limits::new(&options.limits);
@@ -155,8 +155,8 @@ impl Console {
 
 /// The console for `gensetd`: pass to [`genset::daemon::serve_with`] /
 /// [`genset::daemon::start_with`]. At start it opens a small pool of its own on
-/// `cfg.store.url` to issue the bootstrap token (logged when no admin exists) and to run the
-/// dashboards' rollup.
+/// `cfg.store.url` to log a notice while no admin exists (how to get a setup link, never the
+/// link) and to run the dashboards' rollup.
 pub fn extensions(cfg: &genset::config::Config) -> genset::daemon::Extensions {
     extensions_with(cfg, Options::from_config(cfg), Clock::system())
 }
@@ -202,7 +202,7 @@ fn start_background(console: &Arc<Console>) {
                 return;
             }
         };
-        if let Err(e) = bootstrap::announce_at_start(&store, &console).await {
+        if let Err(e) = bootstrap::announce_at_start(&store).await {
             tracing::error!(error = %e, "console: bootstrap check failed");
         }
         let stop = console.stop.clone();

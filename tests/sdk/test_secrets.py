@@ -1,5 +1,5 @@
 """Secrets never land in gensetd's log or in the store: upstream keys, client keys (passthrough
-and virtual), the admin token and the database password."""
+and virtual), the admin token, the console's setup link and the database password."""
 
 from __future__ import annotations
 
@@ -66,6 +66,11 @@ def test_no_secrets_in_log_or_store(start_gensetd, sim: Sim, keys: Secrets, stor
         vks.append(r.json()["key"])
     exercise(g1, sim, vks[0], vks[1])
     traffic1 = str(g1.traffic(limit=200))
+    # the console's first-admin link (what `gensetctl admin bootstrap` prints) is a credential too
+    r = g1.admin.post("/api/v1/console/bootstrap")
+    assert r.status_code == 201, r.text
+    setup_token = r.json()["setup_path"].split("token=", 1)[1]
+    assert len(setup_token) >= 40
     # 2. passthrough of the clients' own keys
     g2: Gensetd = start_gensetd(store=store, env=DEBUG_ENV)
     exercise(g2, sim, keys.client_openai, keys.client_anthropic)
@@ -80,6 +85,9 @@ def test_no_secrets_in_log_or_store(start_gensetd, sim: Sim, keys: Secrets, stor
         "virtual key 2": vks[1],
         "admin token 1": g1.token,
         "admin token 2": g2.token,
+        "console setup token": setup_token,
+        # no setup link at all: none is issued at start, and an issued one is not logged
+        "a console setup link": "/setup?token=",
         # passthrough keys are kept only as *salted* hashes
         "unsalted sha256 of client key": hashlib.sha256(keys.client_openai.encode()).hexdigest(),
     }
