@@ -56,12 +56,9 @@ fn opt_u32(o: &Map<String, Value>, k: &str) -> Result<Option<u32>, ApiError> {
     }
 }
 
+/// A boolean field that defaults to false.
 fn opt_bool(o: &Map<String, Value>, k: &str) -> Result<bool, ApiError> {
-    match o.get(k) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(invalid(k, "must be a boolean")),
-    }
+    Ok(flag(o.get(k), k)?.unwrap_or(false))
 }
 
 /// An optional boolean field: absent or null is `None`, anything but a boolean an error.

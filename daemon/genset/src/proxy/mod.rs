@@ -259,14 +259,13 @@ async fn handle(req: HttpRequest, payload: web::Payload, state: web::Data<ProxyS
 fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
     let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
-    let is = |prefix: &str, suffix: &str| {
-        mime.len() >= prefix.len() + suffix.len()
-            && mime.is_char_boundary(prefix.len())
-            && mime.is_char_boundary(mime.len() - suffix.len())
-            && mime[..prefix.len()].eq_ignore_ascii_case(prefix)
-            && mime[mime.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-    };
-    if mime.eq_ignore_ascii_case("application/json") || is("application/", "+json") {
+    // `str::get` is `None` off a character boundary, so multi-byte input is simply no match.
+    let part_is = |part: Option<&str>, want: &str| part.is_some_and(|p| p.eq_ignore_ascii_case(want));
+    let (prefix, suffix) = ("application/", "+json");
+    let structured_json = mime.len() >= prefix.len() + suffix.len()
+        && part_is(mime.get(..prefix.len()), prefix)
+        && part_is(mime.get(mime.len() - suffix.len()..), suffix);
+    if mime.eq_ignore_ascii_case("application/json") || structured_json {
         Ok(())
     } else {
         let shown = if ct.is_empty() { "none".to_string() } else { format!("{ct:?}") };

@@ -81,15 +81,15 @@ pub fn redact_pii(s: &str) -> Cow<'_, str> {
             None => (out, false),
         }
     }
+    // Most text has no match at all: `is_match` stops early and skips the overlapping search
+    // that `matches` needs to name every pattern.
+    if !ANY.is_match(s) {
+        return Cow::Borrowed(s);
+    }
     // One scan over the text tells which patterns match; only those run. A replacement can
     // change what later patterns see (a placeholder next to digits makes a word boundary), so
     // after one the remaining patterns are checked again on the new text: the result is the
     // same as running all six in turn.
-    // Most text has none: `is_match` stops early and skips the overlapping search `matches`
-    // needs to name every pattern.
-    if !ANY.is_match(s) {
-        return Cow::Borrowed(s);
-    }
     let mut hits = ANY.matches(s);
     let mut out: Cow<'_, str> = Cow::Borrowed(s);
     for (i, pattern) in [&*BEARER, &*API_KEY, &*EMAIL, &*IBAN, &*CARD, &*PHONE].into_iter().enumerate() {
