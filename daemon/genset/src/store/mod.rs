@@ -14,6 +14,7 @@ use sqlx::{FromRow, Postgres, QueryBuilder, Sqlite};
 mod control;
 pub mod drill;
 pub mod evaluate;
+mod sqlite_lib;
 
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -173,6 +174,7 @@ impl Store {
     /// Open (creating a SQLite file and its folder if needed) and migrate.
     pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         let store = if url.starts_with("sqlite:") {
+            sqlite_lib::configure();
             let opts = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
