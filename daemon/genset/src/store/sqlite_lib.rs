@@ -1,8 +1,8 @@
 //! Process-wide settings of the SQLite library, applied once before the first connection.
 //!
-//! The recorder's writer binds every column of every row as text, and SQLite copies each
-//! bound value into memory of its own (sqlx binds with `SQLITE_TRANSIENT`) and frees it
-//! again when the bindings are cleared: several allocations per recorded exchange. By
+//! The recorder's writer binds each row's text columns (the bodies among them), and SQLite
+//! copies each bound text into memory of its own (sqlx binds with `SQLITE_TRANSIENT`) and
+//! frees it again when the bindings are cleared: several allocations per recorded exchange. By
 //! default each of them goes through glibc's malloc behind a global mutex that SQLite takes
 //! to keep memory statistics. Here the statistics are turned off (genset never reads them
 //! and sets no soft heap limit) and SQLite allocates through the process's global Rust
