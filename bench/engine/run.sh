@@ -127,15 +127,9 @@ MODEL=$(provisioning/fetch-test-model.sh | tail -n1)
 [ -f "$MODEL" ] || die "no model at $MODEL"
 
 # --- wait for a quiet machine --------------------------------------------------------------
-MAX_LOAD=${BENCH_MAX_LOAD:-1.5}
-LOAD_WAIT=${BENCH_LOAD_WAIT:-600}
-waited=0
-while awk -v m="$MAX_LOAD" '{exit !($1 >= m)}' /proc/loadavg && [ "$waited" -lt "$LOAD_WAIT" ]; do
-  [ $((waited % 60)) = 0 ] && say "load average $(cut -d' ' -f1-3 /proc/loadavg) >= $MAX_LOAD; waiting (up to ${LOAD_WAIT}s)"
-  sleep 10; waited=$((waited + 10))
-done
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-say "load average before: $LOAD_BEFORE (waited ${waited}s)"
+. bench/quiet.sh
+wait_for_quiet
+say "load average before: $LOAD_BEFORE (waited ${LOAD_WAITED}s)"
 
 # Sample the load average during the run (background, stopped at exit).
 ( while :; do cut -d' ' -f1 /proc/loadavg; sleep 5; done ) >"$OUT/loadavg.log" &

@@ -20,6 +20,8 @@
 #   BENCH_REDACT    pii (gensetd's recording.redact)     BENCH_OUT    results dir (default ~/.cache/genset/bench-results/<time>)
 #   GENSETD         gensetd binary (default: release build in $CARGO_TARGET_DIR, built if missing/stale)
 #   BENCH_NO_INSTALL=1   never install anything; skip targets whose software is missing
+#   BENCH_MAX_LOAD  1.5: first wait until the 1-minute load average is below it
+#   BENCH_LOAD_WAIT 600: ... but no longer than this many seconds
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -123,7 +125,10 @@ if has_target gensetd; then
   [ -x "$GENSETD" ] || { warn "no gensetd binary at $GENSETD; skipping gensetd"; drop_target gensetd; }
 fi
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+# --- wait for a quiet machine (a build that just finished skews every target's rows) ---------
+. bench/quiet.sh
+wait_for_quiet
+say "load average before: $LOAD_BEFORE (waited ${LOAD_WAITED}s)"
 export LOAD_BEFORE
 
 # --- the instant upstream -------------------------------------------------------------------
