@@ -94,6 +94,16 @@ if [ -z "${GENSET_TEST_PG_URL:-}" ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# The build cache outlives clones, and its incremental state grows with every build (27 GB
+# after a week of sessions, when the disk filled up and the packaging checks failed). Below
+# 10 GiB free it is dropped: a cache only, the next build is slower, not different.
+mkdir -p "$CARGO_TARGET_DIR"
+free_kib=$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR == 2 {print $4}')
+if [ -n "$free_kib" ] && [ "$free_kib" -lt $((10 * 1024 * 1024)) ] && [ -d "$CARGO_TARGET_DIR/debug/incremental" ]; then
+  say "only $((free_kib / 1024)) MiB free on the build cache's disk: removing $CARGO_TARGET_DIR/debug/incremental"
+  rm -rf "$CARGO_TARGET_DIR/debug/incremental"
+fi
+
 say "cargo build --workspace --all-targets  (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 if ! cargo build --workspace --all-targets; then
   die "the build failed"
