@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 /// mimalloc instead of glibc's malloc: the request path allocates and frees many short-lived
 /// buffers and futures, some over glibc's per-thread cache limit, and glibc's arena locking,
 /// consolidation and trimming cost the proxy about an eighth of its throughput (measured in
-/// docs/benchmarks.md). C code (SQLite, llama.cpp) keeps the system allocator.
+/// docs/benchmarks.md). SQLite allocates through it too (`genset::store`'s `sqlite_lib`);
+/// llama.cpp keeps the system allocator.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
