@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ADMIN_PW, seed_exchanges, start};
+use fantoccini::elements::Element;
+use fantoccini::error::CmdError;
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
 use serde_json::json;
@@ -66,6 +68,38 @@ async fn wait_text(c: &Client, needles: &[&str]) -> String {
     }
 }
 
+/// Wait (up to 10 s) for an element that a navigation a click started will show. Unlike
+/// fantoccini's `wait().for_element`, a lookup that fails while the page is still loading
+/// (chromedriver answers "aborted by navigation") is retried, not returned.
+async fn try_wait_for(c: &Client, css: &str) -> Result<Element, CmdError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match c.find(Locator::Css(css)).await {
+            Ok(e) => return Ok(e),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+async fn wait_for(c: &Client, css: &str) -> Element {
+    try_wait_for(c, css).await.unwrap_or_else(|e| panic!("waited for {css}: {e}"))
+}
+
+/// Wait (up to 10 s) until the browser's URL passes `ok`, retrying lookups that fail while a
+/// navigation is under way.
+async fn wait_url(c: &Client, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        if ok(&url) {
+            return url;
+        }
+        assert!(Instant::now() < deadline, "waited for {what}, at {url:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn fill(c: &Client, css: &str, text: &str) {
     let e = c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
     e.clear().await.unwrap();
@@ -81,18 +115,19 @@ async fn login(c: &Client, base: &str, user: &str, pw: &str) {
     fill(c, "#username", user).await;
     fill(c, "#password", pw).await;
     click(c, "#signin").await;
-    c.wait().for_element(Locator::Css("#logout")).await.unwrap_or_else(|e| panic!("signed in as {user}: {e}"));
+    wait_for(c, "#logout").await;
 }
 
 async fn flip(c: &Client, base: &str, mode: &str, reason: &str) {
     c.goto(&format!("{base}/failover")).await.unwrap();
     click(c, &format!("#flip-{mode}")).await;
-    c.wait().for_element(Locator::Css("#reason")).await.unwrap();
+    wait_for(c, "#reason").await;
     fill(c, "#reason", reason).await;
     click(c, "#confirm").await;
     fill(c, "#password", ADMIN_PW).await;
     click(c, "#flip-submit").await;
-    c.wait().for_url(&url::Url::parse(&format!("{base}/failover")).unwrap()).await.unwrap();
+    let back = format!("{base}/failover");
+    wait_url(c, "the failover page", |u| u == back).await;
 }
 
 #[actix_web::test]
@@ -169,7 +204,7 @@ async fn scenario(c: &Client, d: &common::Daemon, base: &str, shots: &Path) {
     fill(c, "#password", ADMIN_PW).await;
     fill(c, "#confirm", ADMIN_PW).await;
     click(c, "#create-admin").await;
-    if c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#logout")).await.is_err() {
+    if try_wait_for(c, "#logout").await.is_err() {
         panic!("setup did not sign in: {}\n{}", c.current_url().await.unwrap(), body_text(c).await);
     }
     assert!(body_text(c).await.contains("Overview"));
@@ -188,7 +223,7 @@ async fn scenario(c: &Client, d: &common::Daemon, base: &str, shots: &Path) {
     };
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     click(c, "#logout").await;
-    c.wait().for_element(Locator::Css("#signin")).await.unwrap();
+    wait_for(c, "#signin").await;
     shot(c, &shots, "02-login").await;
     login(c, &base, "ada", ADMIN_PW).await;
 
@@ -237,13 +272,13 @@ async fn scenario(c: &Client, d: &common::Daemon, base: &str, shots: &Path) {
     // Paging to older traffic.
     c.goto(&format!("{base}/traffic")).await.unwrap();
     click(c, "#older").await;
-    assert!(c.current_url().await.unwrap().as_str().contains("before="));
+    wait_url(c, "older traffic", |u| u.contains("before=")).await;
 
     // 4. A key: shown once.
     c.goto(&format!("{base}/keys")).await.unwrap();
     fill(c, "#key-name", "billing-app").await;
     click(c, "#create-key").await;
-    let key = c.wait().for_element(Locator::Css("#new-key-value")).await.unwrap().text().await.unwrap();
+    let key = wait_for(c, "#new-key-value").await.text().await.unwrap();
     assert!(key.starts_with("gk-"), "{key}");
     shot(c, &shots, "15-key-created").await;
     c.goto(&format!("{base}/keys")).await.unwrap();
@@ -280,9 +315,9 @@ async fn scenario(c: &Client, d: &common::Daemon, base: &str, shots: &Path) {
     c.find(Locator::Css("#new-role option[value=viewer]")).await.unwrap().click().await.unwrap();
     fill(c, "#my-password", ADMIN_PW).await;
     click(c, "#create-user").await;
-    assert!(c.wait().for_element(Locator::Css("#users-notice")).await.unwrap().text().await.unwrap().contains("manager"));
+    assert!(wait_for(c, "#users-notice").await.text().await.unwrap().contains("manager"));
     click(c, "#logout").await;
-    c.wait().for_element(Locator::Css("#signin")).await.unwrap();
+    wait_for(c, "#signin").await;
     login(c, &base, "manager", "quarterly numbers only").await;
     c.goto(&format!("{base}/failover")).await.unwrap();
     assert!(c.find(Locator::Css("#flip-force-local")).await.is_err(), "no flip button for a viewer");
