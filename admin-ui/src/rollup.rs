@@ -119,27 +119,49 @@ pub async fn catch_up(store: &Store, now_ms: i64) -> Result<usize, StoreError> {
 
 /// The exchanges not folded yet (at most [`TAIL_LIMIT`]), folded in memory for a page.
 pub async fn tail(store: &Store) -> Result<Vec<MinuteRow>, StoreError> {
+    Ok(tail_with_mark(store).await?.1)
+}
+
+/// [`tail`], and the high-water mark it read (`None` before the first fold).
+async fn tail_with_mark(store: &Store) -> Result<(Option<i64>, Vec<MinuteRow>), StoreError> {
+    let mark = high_water(store).await?;
     // Before the first fold: the newest exchanges.
-    let hw = match high_water(store).await? {
+    let hw = match mark {
         Some(h) => h,
         None => (db::max_exchange_id(store).await? - TAIL_LIMIT).max(0),
     };
     let ticks = db::exchanges_after(store, hw, TAIL_LIMIT).await?;
-    Ok(fold(&ticks))
+    Ok((mark, fold(&ticks)))
+}
+
+/// Folded rows read by `folded`, plus the tail, as of one high-water mark. The folder moves
+/// exchanges from the tail into the folded rows in one transaction; a fold that commits
+/// between the two reads would leave its exchanges in neither, so a read that straddles one
+/// is retried (the mark only grows: an unchanged mark means no fold came between).
+async fn with_tail<F, Fut>(store: &Store, since_ms: i64, use_case: Option<&str>, folded: F) -> Result<Vec<MinuteRow>, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Vec<MinuteRow>, StoreError>>,
+{
+    loop {
+        let before = high_water(store).await?;
+        let mut rows = folded().await?;
+        let (after, tail) = tail_with_mark(store).await?;
+        if before == after {
+            rows.extend(tail.into_iter().filter(|r| r.minute_ms >= since_ms && use_case.is_none_or(|u| u == r.use_case)));
+            return Ok(rows);
+        }
+    }
 }
 
 /// Minute rows since `since_ms` (folded plus tail), optionally for one use case.
 pub async fn minutes(store: &Store, since_ms: i64, use_case: Option<&str>) -> Result<Vec<MinuteRow>, StoreError> {
-    let mut rows = db::minutes_since(store, since_ms, use_case).await?;
-    rows.extend(tail(store).await?.into_iter().filter(|r| r.minute_ms >= since_ms && use_case.is_none_or(|u| u == r.use_case)));
-    Ok(rows)
+    with_tail(store, since_ms, use_case, || db::minutes_since(store, since_ms, use_case)).await
 }
 
 /// Totals per (use case, served_by) since `since_ms` (folded, summed in SQL, plus tail).
 pub async fn totals(store: &Store, since_ms: i64, use_case: Option<&str>) -> Result<Vec<MinuteRow>, StoreError> {
-    let mut rows = db::sums_since(store, since_ms, use_case).await?;
-    rows.extend(tail(store).await?.into_iter().filter(|r| r.minute_ms >= since_ms && use_case.is_none_or(|u| u == r.use_case)));
-    Ok(rows)
+    with_tail(store, since_ms, use_case, || db::sums_since(store, since_ms, use_case)).await
 }
 
 #[cfg(test)]
