@@ -229,8 +229,11 @@ async fn scheduled_drill_fires() {
 async fn report_of_a_seeded_month_in_every_format() {
     use genset::store::NewExchange;
     use genset_report::fixture;
+    // The fixture's exchanges are dated November 2026: a retention longer than their age, or
+    // the start-up sweep (racing the seeding below) would delete them once they are 30 days old.
     let d = start_daemon(
-        "[reports]\nslo = 97.5\ntitle = \"Acme\"\ncurrency = \"USD\"\n\
+        "[recording]\nretention = \"36500d\"\n\
+         [reports]\nslo = 97.5\ntitle = \"Acme\"\ncurrency = \"USD\"\n\
          [pricing]\n\"gpt-4o\" = { input_per_mtok = 2.5, output_per_mtok = 10 }\n\"claude-sonnet-4-5\" = { input_per_mtok = 3, output_per_mtok = 15 }\n",
     )
     .await;
