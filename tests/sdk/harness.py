@@ -205,6 +205,12 @@ class Sim:
         r = self.http.post("/_sim/fault", json=body)
         assert r.status_code < 300, f"sim refused fault {body}: {r.status_code} {r.text}"
 
+    def config(self, **settings: Any) -> dict[str, Any]:
+        """POST /_sim/config (token_delay_ms, stable_ids); returns the settings now in force."""
+        r = self.http.post("/_sim/config", json=settings)
+        assert r.status_code < 300, f"sim refused config {settings}: {r.status_code} {r.text}"
+        return r.json()
+
     def clear_fault(self) -> None:
         self.http.delete("/_sim/fault").raise_for_status()
 

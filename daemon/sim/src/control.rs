@@ -49,11 +49,13 @@ struct FaultView {
 #[serde(deny_unknown_fields)]
 struct ConfigRequest {
     token_delay_ms: Option<u64>,
+    stable_ids: Option<bool>,
 }
 
 #[derive(Serialize)]
 struct ConfigView {
     token_delay_ms: u64,
+    stable_ids: bool,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +115,9 @@ pub(crate) async fn handle(shared: &Arc<Shared>, ctx: &ConnCtx, req: Request<Inc
             if let Some(ms) = c.token_delay_ms {
                 shared.set_token_delay(Duration::from_millis(ms));
             }
+            if let Some(on) = c.stable_ids {
+                shared.set_stable_ids(on);
+            }
             ok(&config_view(shared))
         }),
         (&Method::POST, "/_sim/keys/revoke") => parse::<RevokeRequest>(&body).map(|r| {
@@ -128,7 +133,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, ctx: &ConnCtx, req: Request<Inc
 }
 
 fn config_view(shared: &Shared) -> ConfigView {
-    ConfigView { token_delay_ms: shared.token_delay().as_millis().try_into().unwrap_or(u64::MAX) }
+    ConfigView { token_delay_ms: shared.token_delay().as_millis().try_into().unwrap_or(u64::MAX), stable_ids: shared.stable_ids() }
 }
 
 async fn set_fault(shared: &Shared, ctx: &ConnCtx, body: &[u8]) -> Result<Resp, Failure> {

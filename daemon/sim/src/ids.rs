@@ -38,11 +38,20 @@ pub(crate) struct Id {
 
 impl Id {
     pub(crate) fn new(prefix: &str, random_chars: usize) -> Self {
+        Self::from_state(prefix, random_chars, seed() ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    /// The same identifier for the same `key`: the simulator's `stable_ids` mode, where two
+    /// identical requests get byte-identical answers.
+    pub(crate) fn derived(prefix: &str, random_chars: usize, key: u64) -> Self {
+        Self::from_state(prefix, random_chars, key)
+    }
+
+    fn from_state(prefix: &str, random_chars: usize, mut rng: u64) -> Self {
         let mut buf = [0u8; CAP];
         let prefix = &prefix.as_bytes()[..prefix.len().min(CAP)];
         buf[..prefix.len()].copy_from_slice(prefix);
         let mut len = prefix.len();
-        let mut rng = seed() ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut bits = 0u64;
         let mut left = 0u32;
         for _ in 0..random_chars.min(CAP - len) {
@@ -77,6 +86,21 @@ impl std::fmt::Debug for Id {
     }
 }
 
+/// The `created` time of every answer in `stable_ids` mode (2023-11-14T22:13:20Z).
+pub(crate) const STABLE_CREATED: u64 = 1_700_000_000;
+
+/// FNV-1a over the parts: the key of a request in `stable_ids` mode.
+pub(crate) fn request_key(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.iter() {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h = (h ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 /// Seconds since the Unix epoch, for `created` fields.
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -94,5 +118,15 @@ mod tests {
         assert_eq!(a.as_str().len(), 9 + 29);
         assert_ne!(a.as_str(), b.as_str());
         assert!(a.as_str()[9..].bytes().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn derived_ids_follow_the_key() {
+        let k = request_key(&[b"/v1/chat/completions", b"{}"]);
+        assert_eq!(Id::derived("chatcmpl-", 29, k).as_str(), Id::derived("chatcmpl-", 29, k).as_str());
+        assert_ne!(Id::derived("chatcmpl-", 29, k).as_str(), Id::derived("chatcmpl-", 29, k ^ 1).as_str());
+        assert_ne!(k, request_key(&[b"/v1/chat/completions", b"{} "]));
+        assert_ne!(request_key(&[b"ab", b"c"]), request_key(&[b"a", b"bc"]));
+        assert_eq!(Id::derived("msg_01", 22, k).as_str().len(), 6 + 22);
     }
 }

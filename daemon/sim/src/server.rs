@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -235,7 +235,8 @@ async fn api_request(shared: &Shared, ctx: &ConnCtx, req: Request<Incoming>) -> 
     shared.stats.record_request(route, &parts.method, path, &parts.headers, &body);
     let resp = match resolved {
         Resolved::Api(route, param) => {
-            let cx = ApiCtx { shared, route, flavor, path, headers: &parts.headers, param };
+            let stable = shared.stable_ids().then(|| crate::ids::request_key(&[path.as_bytes(), &body]));
+            let cx = ApiCtx { shared, route, flavor, path, headers: &parts.headers, param, stable, minted: AtomicU64::new(0) };
             match api::dispatch(&cx, &body).await {
                 Ok(resp) => with_request_id(resp, flavor),
                 Err(Exit::Respond(resp)) => *resp,

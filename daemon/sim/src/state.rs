@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     revoked: RwLock<HashSet<String>>,
     any_revoked: AtomicBool,
     token_delay_ms: AtomicU64,
+    /// Identifiers and `created` times derived from the request (`POST /_sim/config`).
+    stable_ids: AtomicBool,
     pub(crate) faults: FaultSlot,
     pub(crate) stats: Stats,
     pub(crate) listener: watch::Sender<ListenerState>,
@@ -52,6 +54,7 @@ impl Shared {
             revoked: RwLock::new(HashSet::new()),
             any_revoked: AtomicBool::new(false),
             token_delay_ms: AtomicU64::new(token_delay.as_millis().try_into().unwrap_or(u64::MAX)),
+            stable_ids: AtomicBool::new(false),
             faults: FaultSlot::new(),
             stats: Stats::new(),
             listener: watch::Sender::new(ListenerState::Listening),
@@ -65,6 +68,14 @@ impl Shared {
 
     pub(crate) fn set_token_delay(&self, d: Duration) {
         self.token_delay_ms.store(d.as_millis().try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub(crate) fn stable_ids(&self) -> bool {
+        self.stable_ids.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_stable_ids(&self, on: bool) {
+        self.stable_ids.store(on, Ordering::Relaxed);
     }
 
     pub(crate) fn revoke(&self, key: &str) {
@@ -111,6 +122,7 @@ impl Shared {
     pub(crate) async fn reset(&self) -> anyhow::Result<()> {
         self.revoked.write().clear();
         self.any_revoked.store(false, Ordering::Release);
+        self.set_stable_ids(false);
         self.stats.reset();
         self.set_fault(None).await
     }

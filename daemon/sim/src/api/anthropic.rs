@@ -175,8 +175,8 @@ fn block<'a>(a: &'a Answer, tool_id: &'a Id) -> Block<'a> {
 }
 
 fn full_message(cx: &ApiCtx<'_>, p: &Prepared<'_>, a: &Answer, fault: Option<StreamFault>) -> Result<Resp, serde_json::Error> {
-    let id = Id::new("msg_01", 22);
-    let tool_id = Id::new("toolu_01", 22);
+    let id = cx.id("msg_01", 22);
+    let tool_id = cx.id("toolu_01", 22);
     let content = [block(a, &tool_id)];
     let msg = MessageObject {
         id: id.as_str(),
@@ -237,8 +237,8 @@ struct DeltaUsage {
 }
 
 fn stream_message(cx: &ApiCtx<'_>, p: &Prepared<'_>, a: &Answer, fault: Option<StreamFault>) -> Result<Resp, serde_json::Error> {
-    let id = Id::new("msg_01", 22);
-    let tool_id = Id::new("toolu_01", 22);
+    let id = cx.id("msg_01", 22);
+    let tool_id = cx.id("toolu_01", 22);
     let mut w = SseWriter::new(a.completion_tokens as usize + 7);
     let emit = |w: &mut SseWriter, e: Event<'_>| w.event(Some(e.name()), &e);
 

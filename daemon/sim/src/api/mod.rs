@@ -8,6 +8,7 @@ mod openai;
 mod responses;
 mod stream;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use http::HeaderMap;
 use crate::body::Resp;
 use crate::error::ApiError;
 use crate::fault::{FaultMode, Shape};
+use crate::ids::{Id, STABLE_CREATED, splitmix64, unix_now};
 use crate::route::{Flavor, Route};
 use crate::state::Shared;
 
@@ -38,9 +40,27 @@ pub(crate) struct ApiCtx<'r> {
     pub(crate) headers: &'r HeaderMap,
     /// `{id}` of `/v1/models/{id}`.
     pub(crate) param: Option<&'r str>,
+    /// In `stable_ids` mode: the request's key, from which identifiers are derived.
+    pub(crate) stable: Option<u64>,
+    /// Identifiers made for this request so far (each derived one differs from the others).
+    pub(crate) minted: AtomicU64,
 }
 
 impl ApiCtx<'_> {
+    /// An identifier for this answer: random, or in `stable_ids` mode the same for every
+    /// identical request.
+    pub(crate) fn id(&self, prefix: &str, random_chars: usize) -> Id {
+        match self.stable {
+            Some(key) => Id::derived(prefix, random_chars, splitmix64(key ^ self.minted.fetch_add(1, Ordering::Relaxed))),
+            None => Id::new(prefix, random_chars),
+        }
+    }
+
+    /// The answer's `created` time: now, or a fixed time in `stable_ids` mode.
+    pub(crate) fn created(&self) -> u64 {
+        if self.stable.is_some() { STABLE_CREATED } else { unix_now() }
+    }
+
     pub(crate) fn fail(&self, e: ApiError) -> Exit {
         Exit::Respond(Box::new(e.into_response(self.flavor)))
     }

@@ -14,7 +14,7 @@ use crate::answer::{self, Answer, Conversation, Finish, Limits, Msg, Reply, Role
 use crate::body::{Resp, SseWriter, json_value, to_json};
 use crate::error::ApiError;
 use crate::fault::Shape;
-use crate::ids::{Id, splitmix64, unix_now};
+use crate::ids::{Id, splitmix64};
 use crate::route::Flavor;
 use crate::wire::{Count, StopList, Text};
 
@@ -222,16 +222,16 @@ fn chat_full(cx: &ApiCtx<'_>, p: &Prepared<'_>, a: &Answer, fault: Option<Stream
             None,
             Some([ToolCall {
                 index: None,
-                id: Some(Id::new("call_", 24)),
+                id: Some(cx.id("call_", 24)),
                 kind: Some("function"),
                 function: Function { name: Some(name), arguments: "{}" },
             }]),
         ),
     };
     let body = ChatCompletion {
-        id: Id::new("chatcmpl-", 29),
+        id: cx.id("chatcmpl-", 29),
         object: "chat.completion",
-        created: unix_now(),
+        created: cx.created(),
         model: &p.conv.model,
         choices: [Choice {
             index: 0,
@@ -283,8 +283,8 @@ struct Delta<'a> {
 }
 
 fn chat_stream(cx: &ApiCtx<'_>, p: &Prepared<'_>, a: &Answer, fault: Option<StreamFault>) -> Result<Resp, serde_json::Error> {
-    let id = Id::new("chatcmpl-", 29);
-    let created = unix_now();
+    let id = cx.id("chatcmpl-", 29);
+    let created = cx.created();
     let usage = Usage::of(a);
     let usage_field = |last: bool| p.include_usage.then_some(last.then_some(&usage));
     let chunk = |delta: Delta<'_>, finish: Option<&'static str>, w: &mut SseWriter| {
@@ -319,7 +319,7 @@ fn chat_stream(cx: &ApiCtx<'_>, p: &Prepared<'_>, a: &Answer, fault: Option<Stre
                 refusal: Some(None),
                 tool_calls: Some([ToolCall {
                     index: Some(0),
-                    id: Some(Id::new("call_", 24)),
+                    id: Some(cx.id("call_", 24)),
                     kind: Some("function"),
                     function: Function { name: Some(name), arguments: "" },
                 }]),
@@ -448,8 +448,8 @@ pub(super) async fn completions(cx: &ApiCtx<'_>, body: &Bytes) -> Result<Resp, E
 }
 
 fn completion_response(cx: &ApiCtx<'_>, p: &Prepared<'_>, a: &Answer, fault: Option<StreamFault>) -> Result<Resp, serde_json::Error> {
-    let id = Id::new("cmpl-", 29);
-    let created = unix_now();
+    let id = cx.id("cmpl-", 29);
+    let created = cx.created();
     let usage = LegacyUsage {
         prompt_tokens: a.prompt_tokens,
         completion_tokens: a.completion_tokens,

@@ -16,7 +16,7 @@ use crate::answer::{self, Answer, Conversation, Finish, Limits, Msg, Reply, Role
 use crate::body::{Resp, SseWriter, to_json};
 use crate::error::ApiError;
 use crate::fault::Shape;
-use crate::ids::{Id, unix_now};
+use crate::ids::Id;
 use crate::route::Flavor;
 use crate::wire::Text;
 
@@ -290,9 +290,8 @@ struct Event<'a, T: Serialize> {
 
 fn render(cx: &ApiCtx<'_>, p: &Prepared<'_>, a: &Answer, fault: Option<StreamFault>) -> Result<Resp, serde_json::Error> {
     let is_tool = matches!(a.reply, Reply::ToolCall { .. });
-    let ids =
-        Ids { response: Id::new("resp_", 48 - 5), item: Id::new(if is_tool { "fc_" } else { "msg_" }, 40), call: Id::new("call_", 24) };
-    let created_at = unix_now();
+    let ids = Ids { response: cx.id("resp_", 48 - 5), item: cx.id(if is_tool { "fc_" } else { "msg_" }, 40), call: cx.id("call_", 24) };
+    let created_at = cx.created();
     let text_status = if a.finish == Finish::Length { "incomplete" } else { "completed" };
     let done_item = [final_item(a, &ids, text_status)];
     if !p.stream {

@@ -101,3 +101,53 @@ fn handle_can_be_shared_between_tasks() {
     send_sync::<genset_sim::SimStats>();
     send_sync::<genset_sim::Fault>();
 }
+
+/// `stable_ids`: identical requests get byte-identical answers (ids and `created` derived
+/// from the request), on every endpoint that mints ids, streamed or not; different requests
+/// still get different ids; off again, ids are fresh per answer.
+#[tokio::test]
+async fn stable_ids_make_identical_requests_byte_identical() {
+    let sim = sim().await;
+    let c = client();
+    let cases: Vec<(&str, Value, bool)> = vec![
+        ("/v1/chat/completions", json!({"model": "gpt-4o", "messages": [user("say: a b c")]}), false),
+        ("/v1/chat/completions", json!({"model": "gpt-4o", "stream": true, "messages": [user("say: a b c")]}), false),
+        ("/v1/completions", json!({"model": "gpt-3.5-turbo-instruct", "prompt": "say: a b c"}), false),
+        ("/v1/responses", json!({"model": "gpt-4o", "input": "say: a b c", "stream": true}), false),
+        ("/v1/messages", json!({"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [user("say: a b c")]}), true),
+        ("/v1/messages", json!({"model": "claude-haiku-4-5", "max_tokens": 50, "stream": true, "messages": [user("say: a b c")]}), true),
+    ];
+    let get = |path: &'static str, body: Value, ant: bool| {
+        let (c, sim) = (&c, &sim);
+        async move {
+            let r = if ant { anthropic(c, sim, path, &body).await } else { openai(c, sim, path, &body).await };
+            assert_eq!(r.status(), 200, "{path}");
+            r.bytes().await.unwrap()
+        }
+    };
+    let r = c.post(format!("{}/_sim/config", sim.base_url())).json(&json!({"stable_ids": true})).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["stable_ids"], true);
+    for (path, body, ant) in &cases {
+        let a = get(path, body.clone(), *ant).await;
+        let b = get(path, body.clone(), *ant).await;
+        assert_eq!(a, b, "{path} {body}");
+        assert!(String::from_utf8_lossy(&a).contains("1700000000") || *ant, "{path}: fixed created time");
+        // Another request: another id.
+        let mut other = body.clone();
+        other["model"] = json!(if *ant { "claude-sonnet-4-5" } else { "gpt-4o-mini" });
+        if *path == "/v1/completions" {
+            other["model"] = json!("davinci-002");
+        }
+        let o = get(path, other, *ant).await;
+        let id = |b: &[u8]| {
+            let s = String::from_utf8_lossy(b).into_owned();
+            let i = s.find("\"id\":\"").unwrap_or_else(|| panic!("{path}: no id in {s}")) + 6;
+            s[i..i + s[i..].find('"').unwrap()].to_string()
+        };
+        assert_ne!(id(&a), id(&o), "{path}");
+    }
+    let r = c.post(format!("{}/_sim/config", sim.base_url())).json(&json!({"stable_ids": false})).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["stable_ids"], false);
+    let (path, body, ant) = &cases[0];
+    assert_ne!(get(path, body.clone(), *ant).await, get(path, body.clone(), *ant).await, "fresh ids again");
+}
