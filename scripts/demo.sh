@@ -66,7 +66,10 @@ line=$(wait_line "$DEMO/genset-sim.out" 'genset-sim listening on http://' "$SIM_
   || die "genset-sim did not start; see $DEMO/genset-sim.log"
 SIM_URL=$(sed -E 's#.*listening on (http://[^ ]+).*#\1#' <<<"$line")
 
-write_config() { # WITH_MODELS(0|1)
+# fetch-test-model.sh leaves "<sha256> <mtime>" beside the file it verified.
+MODEL_SHA=$(cut -d' ' -f1 "$MODEL.verified" 2>/dev/null) || die "no verified checksum beside $MODEL"
+
+write_config() {
   cat >"$DEMO/genset.toml" <<EOF
 # genset demo configuration, written by scripts/demo.sh
 [proxy]
@@ -102,31 +105,21 @@ match = { header = "x-genset-use-case", value = "support-triage" }
 [[use_cases]]
 name = "embeddings"
 match = { path = "/v1/embeddings" }
-EOF
-  if [ "$1" = 1 ]; then
-    cat >>"$DEMO/genset.toml" <<EOF
 
 # The local model genset fails over to.
 [[models]]
 name = "gemma-3-270m"
 path = "$MODEL"
+sha256 = "$MODEL_SHA"
 chat_template = "gemma"
 context = 4096
 parallel = 4
 EOF
-  fi
 }
 
-write_config 1
-if ! err=$("$BIN/gensetd" check-config --config "$DEMO/genset.toml" 2>&1); then
-  if grep -q 'models' <<<"$err"; then
-    echo "warning: this gensetd does not accept the [[models]] section yet ($err); starting without the local model" >&2
-    write_config 0
-    "$BIN/gensetd" check-config --config "$DEMO/genset.toml" >&2 || die "the demo config is invalid"
-  else
-    die "the demo config is invalid: $err"
-  fi
-fi
+write_config
+err=$("$BIN/gensetd" check-config --config "$DEMO/genset.toml" 2>&1) || die "the demo config is invalid: $err"
+echo "$err"
 
 say "starting gensetd"
 setsid "$BIN/gensetd" --config "$DEMO/genset.toml" >"$DEMO/gensetd.out" 2>"$DEMO/gensetd.log" &

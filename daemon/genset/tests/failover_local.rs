@@ -336,3 +336,50 @@ async fn local_first_and_local_only_use_cases_are_served_locally_on_purpose() {
     d.shutdown().await;
     sim.stop().await;
 }
+
+/// A use case that names neither `upstream` nor `chain` (only how to recognise its traffic),
+/// with a local model configured: its cloud step is the routing default (the API's upstream),
+/// and the first model is appended after it for a cut-off. It used to get the model alone, so
+/// in normal times its traffic was refused with `no_route` instead of reaching the cloud.
+#[actix_web::test]
+async fn a_use_case_without_a_chain_goes_to_the_cloud_and_falls_back_to_the_model() {
+    let sim = genset_sim::start(SimOptions::default()).await.unwrap();
+    let d = start_daemon(&format!(
+        "[[upstreams]]\nname = \"openai\"\napi = \"openai\"\nbase_url = \"{}/v1\"\n\
+         [[use_cases]]\nname = \"triage\"\nmatch = {{ header = \"x-genset-use-case\", value = \"triage\" }}\nlocal_ready = true\n\
+         {}{FAILOVER}",
+        sim.base_url(),
+        models()
+    ))
+    .await;
+    let body = json!({"model": "gpt-test", "max_tokens": 2, "temperature": 0, "messages": [{"role": "user", "content": "say: hi"}]});
+    let ask = || {
+        d.http
+            .post(format!("{}/v1/chat/completions", d.proxy))
+            .bearer_auth("sk-client-own-key")
+            .header("x-genset-use-case", "triage")
+            .json(&body)
+            .send()
+    };
+    let served = |r: &reqwest::Response| r.headers().get("x-genset-served-by").map(|v| v.to_str().unwrap().to_string());
+    let r = ask().await.unwrap();
+    let (status, by) = (r.status().as_u16(), served(&r));
+    assert_eq!((status, by.as_deref()), (200, Some("cloud:openai")), "{}", r.text().await.unwrap());
+    assert_eq!(sim.stats().path("/v1/chat/completions"), 1);
+
+    let set = d
+        .http
+        .post(format!("{}/api/v1/mode", d.admin))
+        .bearer_auth(&d.token)
+        .json(&json!({"mode": "force-local", "reason": "chain test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let r = ask().await.unwrap();
+    let (status, by) = (r.status().as_u16(), served(&r));
+    assert_eq!((status, by.as_deref()), (200, Some("local:gemma")), "{}", r.text().await.unwrap());
+    assert_eq!(sim.stats().path("/v1/chat/completions"), 1, "forced local: the cloud is not asked");
+    d.shutdown().await;
+    sim.stop().await;
+}

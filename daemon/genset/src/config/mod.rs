@@ -171,6 +171,10 @@ pub struct UseCaseConfig {
     pub upstream: Option<usize>,
     /// Its fallback chain; empty: the default chain.
     pub chain: Vec<ChainStep>,
+    /// Neither `chain` nor `upstream` was given: the cloud part of the chain is the routing
+    /// default (`[routing] default_chain`, else the API's upstream), and `chain` holds only
+    /// the local model appended for serving locally.
+    pub default_cloud: bool,
     pub on_cutoff: OnCutoff,
     pub routing: RoutingPolicy,
     /// The configured readiness flag (until measured readiness decides).
@@ -560,6 +564,7 @@ fn validate(raw: raw::RawConfig, source: &Path) -> Result<Config, ConfigError> {
             description: uc.description,
             rules,
             upstream,
+            default_cloud: uc.chain.is_none() && upstream.is_none(),
             chain,
             on_cutoff,
             routing,

@@ -124,6 +124,8 @@ pub enum Step {
 pub struct Policy {
     /// Empty: the routing default.
     pub chain: Vec<Step>,
+    /// The cloud steps are the routing default's; `chain` adds its local steps after them.
+    pub default_cloud: bool,
     pub on_cutoff: OnCutoff,
     pub routing: RoutingPolicy,
     pub local_ready: bool,
@@ -175,6 +177,7 @@ impl Routing {
             .iter()
             .map(|u| Policy {
                 chain: resolve(&u.chain),
+                default_cloud: u.default_cloud,
                 on_cutoff: u.on_cutoff,
                 routing: u.routing,
                 local_ready: u.local_ready,

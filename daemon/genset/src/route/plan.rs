@@ -125,7 +125,8 @@ pub fn plan(i: &Input<'_>) -> Result<Planned, ApiError> {
 /// upstream goes first.
 fn chain(i: &Input<'_>) -> Result<Vec<Step>, ApiError> {
     let r = i.routing;
-    let policy_chain = i.use_case.and_then(|u| r.policies.get(u)).map(|p| &p.chain).filter(|c| !c.is_empty());
+    let policy = i.use_case.and_then(|u| r.policies.get(u));
+    let policy_chain = policy.filter(|p| !p.default_cloud).map(|p| &p.chain).filter(|c| !c.is_empty());
     let mut chain: Vec<Step> = match policy_chain.or(r.default_chain.as_ref()) {
         Some(c) => c.clone(),
         None => match r.pick_upstream(i.flavor, i.use_case, None) {
@@ -140,6 +141,14 @@ fn chain(i: &Input<'_>) -> Result<Vec<Step>, ApiError> {
             }
         },
     };
+    // A use case that named no cloud steps: the routing default's, then its local model.
+    if let Some(p) = policy.filter(|p| p.default_cloud) {
+        for s in &p.chain {
+            if !chain.iter().any(|c| same_step(c, s)) {
+                chain.push(s.clone());
+            }
+        }
+    }
     if let Some(name) = i.virtual_key.and_then(|v| v.upstream.as_deref())
         && let Some(u) = r.upstreams.iter().find(|u| u.config.name == name)
     {
@@ -147,6 +156,14 @@ fn chain(i: &Input<'_>) -> Result<Vec<Step>, ApiError> {
         chain.insert(0, Step::Cloud(u.clone()));
     }
     Ok(chain)
+}
+
+fn same_step(a: &Step, b: &Step) -> bool {
+    match (a, b) {
+        (Step::Cloud(x), Step::Cloud(y)) => Arc::ptr_eq(x, y),
+        (Step::Local(x), Step::Local(y)) => x == y,
+        _ => false,
+    }
 }
 
 fn no_step(i: &Input<'_>, why: &str) -> ApiError {
