@@ -37,6 +37,19 @@ fn models() -> String {
 const FAILOVER: &str = "[failover]\nmax_attempts = 3\nretry_backoff = \"50ms\"\nmin_volume = 4\nprobe_interval = \"200ms\"\n\
     probe_interval_failing = \"100ms\"\nopen_base = \"300ms\"\nrecovery_hold = \"500ms\"\nmin_dwell = \"1s\"\n";
 
+/// Flip the daemon to force-local through the admin API.
+async fn force_local(d: &Daemon, reason: &str) {
+    let r = d
+        .http
+        .post(format!("{}/api/v1/mode", d.admin))
+        .bearer_auth(&d.token)
+        .json(&json!({"mode": "force-local", "reason": reason}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "force-local: {}", r.text().await.unwrap_or_default());
+}
+
 struct Rig {
     sim: SimHandle,
     d: Daemon,
@@ -275,15 +288,7 @@ async fn failover_rate_limits_protect_the_local_engine() {
     for _ in 0..2 {
         keys.push(d.create_key(json!({"use_case": "chat"})).await);
     }
-    let set = d
-        .http
-        .post(format!("{}/api/v1/mode", d.admin))
-        .bearer_auth(&d.token)
-        .json(&json!({"mode": "force-local", "reason": "rate-limit test"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set.status(), 200);
+    force_local(&d, "rate-limit test").await;
     let body = json!({"model": "m", "max_tokens": 1, "temperature": 0, "messages": [{"role": "user", "content": "hi"}]});
     // Per key: 2 a minute.
     assert_eq!(chat(&d, &keys[0], body.clone()).await.status(), 200);
@@ -367,15 +372,7 @@ async fn a_use_case_without_a_chain_goes_to_the_cloud_and_falls_back_to_the_mode
     assert_eq!((status, by.as_deref()), (200, Some("cloud:openai")), "{}", r.text().await.unwrap());
     assert_eq!(sim.stats().path("/v1/chat/completions"), 1);
 
-    let set = d
-        .http
-        .post(format!("{}/api/v1/mode", d.admin))
-        .bearer_auth(&d.token)
-        .json(&json!({"mode": "force-local", "reason": "chain test"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set.status(), 200);
+    force_local(&d, "chain test").await;
     let r = ask().await.unwrap();
     let (status, by) = (r.status().as_u16(), served(&r));
     assert_eq!((status, by.as_deref()), (200, Some("local:gemma")), "{}", r.text().await.unwrap());
