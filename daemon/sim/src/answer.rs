@@ -106,10 +106,11 @@ const WORDS: [&str; 64] = [
     "journey", "kettle", "ladder", "morning", "needle", "orchard", "pebble", "quartz", "ribbon", "saddle",
 ];
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
-fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+/// FNV-1a: `h` (start from [`FNV_OFFSET`]) extended by `bytes`.
+pub(crate) fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(FNV_PRIME);

@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Serialize, Serializer};
 
+use crate::answer::{FNV_OFFSET, fnv1a};
+
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const CAP: usize = 48;
 
@@ -91,14 +93,7 @@ pub(crate) const STABLE_CREATED: u64 = 1_700_000_000;
 
 /// FNV-1a over the parts: the key of a request in `stable_ids` mode.
 pub(crate) fn request_key(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in part.iter() {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h = (h ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    parts.iter().fold(FNV_OFFSET, |h, part| fnv1a(fnv1a(h, part), &[0xff]))
 }
 
 /// Seconds since the Unix epoch, for `created` fields.

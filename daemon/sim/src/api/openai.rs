@@ -502,14 +502,7 @@ const MAX_DIMS: usize = 4096;
 /// One input to embed: its hash and its token count.
 fn embedding_inputs(raw: &RawValue) -> Result<Vec<(u64, u64)>, ApiError> {
     let invalid = || ApiError::invalid("'input' must be a string, an array of strings or an array of token arrays", "input");
-    let hash = |bytes: &[u8]| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h
-    };
+    let hash = |bytes: &[u8]| answer::fnv1a(answer::FNV_OFFSET, bytes);
     let text = raw.get().trim_start();
     if text.starts_with('"') {
         let s: Cow<'_, str> = serde_json::from_str(raw.get()).map_err(|_| invalid())?;
