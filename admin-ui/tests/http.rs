@@ -42,6 +42,7 @@ async fn security_headers_on_every_kind_of_answer() {
             ("csv", admin.get("/audit.csv").await),
             ("forbidden", viewer.get("/users").await),
             ("csrf refusal", admin.post("/keys", &[("name", "x")]).await),
+            ("static icon", anon.get("/static/favicon.svg").await),
         ];
         for (what, r) in &cases {
             check_headers(r, tls, what);
@@ -51,6 +52,9 @@ async fn security_headers_on_every_kind_of_answer() {
         assert_eq!(cases[3].1.status, 404);
         assert_eq!(cases[4].1.header("content-type"), Some("text/css; charset=utf-8"));
         assert_eq!(cases[6].1.header("cache-control"), Some("no-store"));
+        // Every page names its icon, so browsers do not ask for a /favicon.ico that is not there.
+        assert!(cases[0].1.body.contains("<link rel=\"icon\" href=\"/static/favicon.svg\""));
+        assert_eq!((cases[11].1.status, cases[11].1.header("content-type")), (200, Some("image/svg+xml")));
         // The HTML never carries inline script or style.
         for (what, r) in &cases {
             if r.header("content-type").is_some_and(|c| c.starts_with("text/html")) {
@@ -588,6 +592,13 @@ async fn traffic_pages_walk_every_row_once() {
         assert_eq!(seen.len(), want, "{filter}: every row once");
         assert_eq!(sorted, seen, "{filter}: newest first, no repeats");
     }
+    // One exchange in detail: times with the same precision, booleans in words.
+    let r = op.get("/traffic/2").await;
+    assert_eq!(r.status, 200);
+    let total = &r.body[r.body.find("<dt>First byte / total</dt><dd>120.0 / ").expect(&r.body) + 39..];
+    let total = &total[..total.find(" ms</dd>").unwrap()];
+    assert!(total.len() == 5 && total.ends_with(".0") && total.starts_with('4'), "total {total:?}");
+    assert!(r.body.contains("<dt>Streamed</dt><dd>no</dd>") || r.body.contains("<dt>Streamed</dt><dd>yes</dd>"), "{}", r.body);
     d.shutdown().await;
 }
 
@@ -1063,5 +1074,31 @@ async fn client_address_behind_a_trusted_proxy() {
         audit.iter().filter(|a| a.detail.as_deref() == Some("wrong password") && a.address.starts_with("192.0.2.")).collect();
     assert!(spoofed.is_empty(), "{spoofed:?}");
     assert_eq!(audit.iter().filter(|a| a.action == "login.failed" && a.address == "127.0.0.2").count(), 5);
+    d.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_use_case_page_shows_the_chain_the_planner_runs() {
+    // `support` and `invoices` name no chain and no upstream: the API's default upstream, then
+    // the model their on_cutoff (serve-local by default) needs. `pinned` names its upstream;
+    // `strict` rejects on a cut-off, so it has no local step.
+    let extra = "on_cutoff = \"serve-local\"\n\
+        [[use_cases]]\nname = \"pinned\"\nupstream = \"openai\"\n\
+        [[use_cases]]\nname = \"strict\"\non_cutoff = \"reject\"\n\
+        [[models]]\nname = \"remote\"\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\n";
+    let d = common::start_with(false, common::test_options(), extra).await;
+    let mut viewer = d.signed_in("viewer").await;
+    for (name, want) in [
+        ("invoices", "default upstream → local:remote"),
+        ("pinned", "<dd>openai → local:remote</dd>"),
+        ("support", "default upstream → local:remote"),
+        ("strict", "default upstream</dd>"),
+    ] {
+        let r = viewer.get(&format!("/use-cases/{name}")).await;
+        assert_eq!(r.status, 200);
+        let chain = &r.body[r.body.find("<dt>Chain</dt>").unwrap()..];
+        let chain = &chain[..chain.find("</dd>").unwrap() + 5];
+        assert!(chain.contains(want), "{name}: {chain}");
+    }
     d.shutdown().await;
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, web};
 use askama::Template;
 use genset::admin::AdminState;
-use genset::config::{ChainStep, Config};
+use genset::config::{ChainStep, Config, UseCaseConfig};
 use genset::control::{Controller, Mode};
 use serde::Deserialize;
 
@@ -523,19 +523,26 @@ fn describe_rule(r: &genset::config::MatchRule) -> String {
     if parts.is_empty() { "matches everything".into() } else { parts.join(" and ") }
 }
 
-fn describe_chain(cfg: &Config, chain: &[ChainStep]) -> String {
-    let steps = if chain.is_empty() { cfg.default_chain.as_deref().unwrap_or(&[]) } else { chain };
-    if steps.is_empty() {
-        return "the default upstream".into();
+/// The chain as the planner runs it (`route::plan`): a use case that names no cloud step
+/// keeps the routing default (`[routing] default_chain`, else the API's upstream) and then
+/// its own local steps.
+fn describe_chain(cfg: &Config, uc: &UseCaseConfig) -> String {
+    let default = cfg.default_chain.as_deref().unwrap_or(&[]);
+    let uses_default = uc.chain.is_empty() || uc.default_cloud;
+    let mut steps: Vec<&ChainStep> = if uses_default { default.iter().collect() } else { uc.chain.iter().collect() };
+    if uc.default_cloud {
+        for s in &uc.chain {
+            if !steps.contains(&s) {
+                steps.push(s);
+            }
+        }
     }
-    steps
-        .iter()
-        .map(|s| match s {
-            ChainStep::Upstream(i) => cfg.upstreams.get(*i).map(|u| u.name.clone()).unwrap_or_else(|| format!("upstream #{i}")),
-            ChainStep::Local(n) => format!("local:{n}"),
-        })
-        .collect::<Vec<_>>()
-        .join(" → ")
+    let named = steps.iter().map(|s| match s {
+        ChainStep::Upstream(i) => cfg.upstreams.get(*i).map(|u| u.name.clone()).unwrap_or_else(|| format!("upstream #{i}")),
+        ChainStep::Local(n) => format!("local:{n}"),
+    });
+    let api_default = (uses_default && default.is_empty()).then(|| "the API's default upstream".to_string());
+    api_default.into_iter().chain(named).collect::<Vec<_>>().join(" → ")
 }
 
 pub async fn use_case(req: HttpRequest, st: web::Data<AdminState>, console: web::Data<Console>, name: web::Path<String>) -> PageResult {
@@ -585,7 +592,7 @@ pub async fn use_case(req: HttpRequest, st: web::Data<AdminState>, console: web:
         description: uc.map(|u| u.description.clone()).unwrap_or_else(|| "traffic no use case matches".into()),
         routing: uc.map(|u| u.routing.as_str().to_string()).unwrap_or_else(|| "—".into()),
         on_cutoff: uc.map(|u| u.on_cutoff.as_str().to_string()).unwrap_or_else(|| "—".into()),
-        chain: uc.map(|u| describe_chain(&cfg, &u.chain)).unwrap_or_else(|| "the default upstream".into()),
+        chain: uc.map(|u| describe_chain(&cfg, u)).unwrap_or_else(|| "the default upstream".into()),
         ready: uc.map(|u| if u.local_ready { "yes (configured)" } else { "no" }).unwrap_or("—").into(),
         requests,
         errors,
