@@ -181,6 +181,7 @@ struct ExchangePage {
     ts: String,
     model: String,
     ttfb: String,
+    total: String,
     tokens: String,
     client_key: String,
     virtual_key: String,
@@ -199,10 +200,7 @@ fn show_body(b: &Option<String>) -> String {
     let pretty = serde_json::from_str::<serde_json::Value>(b).ok().and_then(|v| serde_json::to_string_pretty(&v).ok());
     let s = pretty.as_deref().unwrap_or(b);
     if s.len() > MAX_SHOWN {
-        let mut end = MAX_SHOWN;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = s.floor_char_boundary(MAX_SHOWN);
         format!("{}\n… ({} more bytes not shown)", &s[..end], s.len() - end)
     } else {
         s.to_string()
@@ -219,7 +217,8 @@ pub async fn detail(req: HttpRequest, st: web::Data<AdminState>, id: web::Path<S
         l: Layout::new(format!("Exchange {id}"), "traffic", Some(&a)),
         ts: utc(x.ts_ms),
         model: x.model.clone().unwrap_or_else(|| "—".into()),
-        ttfb: x.ttfb_ms.map(|v| format!("{v:.0}")).unwrap_or_else(|| "—".into()),
+        ttfb: x.ttfb_ms.map(|v| format!("{v:.1}")).unwrap_or_else(|| "—".into()),
+        total: format!("{:.1}", x.total_ms),
         tokens: tokens(x.prompt_tokens, x.completion_tokens),
         client_key: x.client_key_hash.as_deref().map(|h| format!("salted hash {}", text::last4(h))).unwrap_or_else(|| "—".into()),
         virtual_key: x.virtual_key_id.clone().unwrap_or_else(|| "—".into()),
