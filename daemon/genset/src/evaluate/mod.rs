@@ -560,8 +560,10 @@ impl Evaluator {
                 "n": readiness.n,
                 "model": local_model(uc),
             });
-            match change.to {
-                Verdict::Ready => {
+            // A warning when a use case loses readiness it had; its first verdict (a fresh
+            // install starts without evidence) and gains are news, not trouble.
+            match (&from, change.to) {
+                (None, _) | (_, Verdict::Ready) => {
                     tracing::info!(use_case = %uc.name, from = ?from, to = %change.to, cause = %change.cause, "readiness verdict changed")
                 }
                 _ => tracing::warn!(use_case = %uc.name, from = ?from, to = %change.to, cause = %change.cause, "readiness verdict changed"),
