@@ -11,7 +11,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, RateLimiter};
 use crate::api::error::{ApiError, ErrorKind, Flavor};
 use crate::auth::VirtualKey;
 use crate::classify::Classifier;
-use crate::config::{ChainStep, Config, FailoverConfig, OnCutoff, RoutingPolicy, UpstreamConfig};
+use crate::config::{ChainStep, Config, FailoverConfig, UpstreamConfig};
 use crate::control::{Controller, Health};
 
 /// A cloud upstream. Each proxy worker thread gets its own connection pool for it (see
@@ -126,10 +126,7 @@ pub struct Policy {
     pub chain: Vec<Step>,
     /// The cloud steps are the routing default's; `chain` adds its local steps after them.
     pub default_cloud: bool,
-    pub on_cutoff: OnCutoff,
-    pub routing: RoutingPolicy,
-    pub local_ready: bool,
-    pub serve_marginal: bool,
+    pub gate: crate::route::plan::LocalGate,
     pub on_context_overflow: Option<String>,
     pub local_limit: Option<DefaultDirectRateLimiter>,
 }
@@ -178,10 +175,7 @@ impl Routing {
             .map(|u| Policy {
                 chain: resolve(&u.chain),
                 default_cloud: u.default_cloud,
-                on_cutoff: u.on_cutoff,
-                routing: u.routing,
-                local_ready: u.local_ready,
-                serve_marginal: u.eval.serve_marginal,
+                gate: crate::route::plan::LocalGate::of(u),
                 on_context_overflow: u.on_context_overflow.clone(),
                 local_limit: u.local_rate.map(|r| RateLimiter::direct(r.quota())),
             })

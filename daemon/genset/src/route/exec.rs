@@ -92,7 +92,8 @@ pub async fn run(state: &ProxyState, req: &HttpRequest, inbound: Inbound, mut ex
     ex.attempt.request_id = Some(request_id);
     ex.attempt.mode = Some(env.controller.effective());
     let mut mode = env.controller.mode().mode;
-    if mode == Mode::Auto && env.controller.drill_for(&ex.use_case).is_some() {
+    let drill = if mode == Mode::Auto { env.controller.drill_for(&ex.use_case) } else { None };
+    if drill.is_some() {
         // A live drill: the same path as a real cut-off, for this use case only.
         mode = Mode::ForceLocal;
         ex.attempt.mode = Some("drill");
@@ -108,6 +109,7 @@ pub async fn run(state: &ProxyState, req: &HttpRequest, inbound: Inbound, mut ex
             use_case_name: &ex.use_case,
             virtual_key: inbound.virtual_key.as_ref(),
             readiness: env.controller.verdict(&ex.use_case),
+            drill: drill.as_ref().map(|h| h.drill_id.as_str()),
         })
     };
     let mut planned = match input(&env.routing) {

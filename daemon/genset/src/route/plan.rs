@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::api::error::{ApiError, ErrorKind, Flavor};
 use crate::auth::VirtualKey;
 use crate::config::{OnCutoff, RoutingPolicy};
-use crate::control::Mode;
+use crate::control::{Mode, ReadinessVerdict};
 use crate::proxy::routing::{Policy, Routing, Step};
 
 /// What the plan decided.
@@ -41,18 +41,57 @@ pub struct Input<'a> {
     pub virtual_key: Option<&'a VirtualKey>,
     /// The evaluator's verdict for this use case, if it has one.
     pub readiness: Option<crate::control::ReadinessVerdict>,
+    /// The live drill holding this use case (`mode` is then ForceLocal), if one does.
+    pub drill: Option<&'a str>,
 }
 
-/// Whether a use case's local model may serve: the operator's `local_ready = true`, or a
-/// measured `ready` (or `marginal` with `on_marginal = "serve"`).
-fn ready(p: &Policy, r: Option<&crate::control::ReadinessVerdict>) -> bool {
-    use genset_eval::Verdict;
-    p.local_ready
-        || match r.map(|r| r.verdict) {
-            Some(Verdict::Ready) => true,
-            Some(Verdict::Marginal) => p.serve_marginal,
-            _ => false,
+/// What decides whether a cut-off hands a use case to its local model: its policies and
+/// the operator's `local_ready`. The request path applies it; a live drill checks it before
+/// it starts, so a drill never holds traffic that a real cut-off would reject.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalGate {
+    pub on_cutoff: OnCutoff,
+    pub routing: RoutingPolicy,
+    pub local_ready: bool,
+    pub serve_marginal: bool,
+}
+
+impl LocalGate {
+    pub fn of(u: &crate::config::UseCaseConfig) -> LocalGate {
+        LocalGate { on_cutoff: u.on_cutoff, routing: u.routing, local_ready: u.local_ready, serve_marginal: u.eval.serve_marginal }
+    }
+
+    /// Whether its local model may serve: the operator's `local_ready = true`, or a measured
+    /// `ready` (or `marginal` with `on_marginal = "serve"`).
+    fn ready(&self, r: Option<&ReadinessVerdict>) -> bool {
+        use genset_eval::Verdict;
+        self.local_ready
+            || match r.map(|r| r.verdict) {
+                Some(Verdict::Ready) => true,
+                Some(Verdict::Marginal) => self.serve_marginal,
+                _ => false,
+            }
+    }
+
+    /// Why a cut-off would not serve it locally, or `None` when it would. A local routing
+    /// policy serves locally in any case.
+    pub fn refusal(&self, r: Option<&ReadinessVerdict>) -> Option<String> {
+        if self.routing != RoutingPolicy::CloudFirst {
+            return None;
         }
+        match self.on_cutoff {
+            OnCutoff::Reject => return Some("its policy is on_cutoff = \"reject\"".into()),
+            OnCutoff::Queue => return Some("its policy is on_cutoff = \"queue\" (it waits for the cloud)".into()),
+            OnCutoff::ServeLocal => {}
+        }
+        if self.ready(r) {
+            return None;
+        }
+        Some(match r {
+            Some(r) => format!("its local model's readiness is {} ({})", r.verdict, r.reason),
+            None => "its local model has no readiness verdict yet and local_ready is not set".to_string(),
+        })
+    }
 }
 
 pub fn plan(i: &Input<'_>) -> Result<Planned, ApiError> {
@@ -61,14 +100,11 @@ pub fn plan(i: &Input<'_>) -> Result<Planned, ApiError> {
     let fits: Vec<Step> = chain.into_iter().filter(|s| step_fits(s, i.flavor, i.path)).collect();
     let (cloud, local): (Vec<Step>, Vec<Step>) = fits.into_iter().partition(|s| matches!(s, Step::Cloud(_)));
     let routable: Vec<Step> = cloud.iter().filter(|s| matches!(s, Step::Cloud(u) if u.health.routable())).cloned().collect();
-    let routing_policy = policy.map_or(RoutingPolicy::CloudFirst, |p| p.routing);
-    let on_cutoff = policy.map_or(OnCutoff::ServeLocal, |p| p.on_cutoff);
+    let routing_policy = policy.map_or(RoutingPolicy::CloudFirst, |p| p.gate.routing);
+    let on_cutoff = policy.map_or(OnCutoff::ServeLocal, |p| p.gate.on_cutoff);
     // May local models take this use case's traffic when the cloud is gone?
-    let local_ok = !local.is_empty()
-        && match policy {
-            Some(p) => (ready(p, i.readiness.as_ref()) && p.on_cutoff == OnCutoff::ServeLocal) || p.routing != RoutingPolicy::CloudFirst,
-            None => true, // unclassified traffic reaches local steps only if the default chain names them
-        };
+    // (Unclassified traffic reaches local steps only if the default chain names them.)
+    let local_ok = !local.is_empty() && policy.is_none_or(|p| p.gate.refusal(i.readiness.as_ref()).is_none());
     let steps = |v: Vec<Step>, cut_off: bool, local_first: bool| Ok(Planned::Steps { steps: v, cut_off, local_first });
 
     match i.mode {
@@ -85,7 +121,11 @@ pub fn plan(i: &Input<'_>) -> Result<Planned, ApiError> {
             if local_ok {
                 steps(local, true, false)
             } else {
-                Err(cutoff_error(i, policy, "genset is in forced local mode", true))
+                let what = match i.drill {
+                    Some(id) => format!("failover drill {id} is serving this use case as in a cut-off"),
+                    None => "genset is in forced local mode".to_string(),
+                };
+                Err(cutoff_error(i, policy, &what, true))
             }
         }
         Mode::Auto => match routing_policy {
@@ -95,7 +135,7 @@ pub fn plan(i: &Input<'_>) -> Result<Planned, ApiError> {
                 }
                 steps(local, false, true)
             }
-            RoutingPolicy::LocalFirst if policy.is_some_and(|p| ready(p, i.readiness.as_ref())) && !local.is_empty() => {
+            RoutingPolicy::LocalFirst if policy.is_some_and(|p| p.gate.ready(i.readiness.as_ref())) && !local.is_empty() => {
                 let mut v = local;
                 v.extend(routable);
                 steps(v, false, true)
@@ -173,12 +213,7 @@ fn no_step(i: &Input<'_>, why: &str) -> ApiError {
 fn cutoff_error(i: &Input<'_>, policy: Option<&Policy>, what: &str, forced: bool) -> ApiError {
     let why = match policy {
         None => "traffic of no use case is not served locally".to_string(),
-        Some(p) if p.on_cutoff == OnCutoff::Reject => "its policy is on_cutoff = \"reject\"".to_string(),
-        Some(p) if !ready(p, i.readiness.as_ref()) => match &i.readiness {
-            Some(r) => format!("its local model's readiness is {} ({})", r.verdict, r.reason),
-            None => "its local model has no readiness verdict yet and local_ready is not set".to_string(),
-        },
-        Some(_) => "no local model serves this endpoint".to_string(),
+        Some(p) => p.gate.refusal(i.readiness.as_ref()).unwrap_or_else(|| "no local model serves this endpoint".to_string()),
     };
     let down: Vec<String> = i
         .routing
