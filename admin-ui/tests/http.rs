@@ -1102,3 +1102,29 @@ async fn a_use_case_page_shows_the_chain_the_planner_runs() {
     }
     d.shutdown().await;
 }
+
+#[actix_web::test]
+async fn a_live_drill_of_an_unproven_use_case_needs_the_force_box() {
+    let extra = "[[models]]\nname = \"remote\"\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\n";
+    let d = common::start_with(false, common::test_options(), extra).await;
+    let mut op = d.signed_in("operator").await;
+    let page = op.get("/drills").await;
+    assert!(page.body.contains("name=\"force\""), "the form has the box: {}", page.body);
+    let csrf = op.csrf().await;
+    let form = [("csrf", csrf.as_str()), ("kind", "live"), ("use_cases", "support"), ("duration", "1m")];
+    let r = op.post("/drills", &form).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("would not be served locally in a real cut-off"), "{}", r.body);
+    assert!(r.body.contains("id=\"drill-force\""), "the form comes back to tick the box: {}", r.body);
+    assert!(d.store().list_drills(None, None, None, 10).await.unwrap().is_empty());
+    let mut forced = form.to_vec();
+    forced.push(("force", "yes"));
+    let r = op.post("/drills", &forced).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let drills = d.store().list_drills(None, None, None, 10).await.unwrap();
+    assert_eq!(drills.len(), 1);
+    let csrf = op.csrf().await;
+    let r = op.post(&format!("/drills/{}/abort", drills[0].id), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    d.shutdown().await;
+}

@@ -111,6 +111,7 @@ pub struct StartForm {
     duration: String,
     window: String,
     name: String,
+    force: bool,
 }
 
 impl StartForm {
@@ -165,6 +166,7 @@ pub async fn start(
             "duration" => f.duration = v,
             "window" => f.window = v,
             "name" => f.name = v,
+            "force" => f.force = v == "yes",
             _ => {}
         }
     }
@@ -179,6 +181,7 @@ pub async fn start(
         use_cases: f.use_cases.clone(),
         duration: if kind == "live" { some(&f.duration) } else { None },
         window: if kind == "replay" { some(&f.window) } else { None },
+        force: (kind == "live" && f.force).then_some(true),
         ..Default::default()
     };
     let d = drills(&req)?;

@@ -124,6 +124,64 @@ async fn live_drill_serves_locally_then_returns_to_the_cloud() {
 }
 
 #[actix_web::test]
+async fn a_live_drill_of_an_unproven_use_case_needs_force() {
+    // "unproven" fails over to the same model, but its readiness is not proven and the
+    // operator has not set local_ready: a real cut-off would reject its traffic.
+    let (_sim, d) = rig("[[use_cases]]\nname = \"unproven\"\nmatch = { header = \"x-genset-use-case\", value = \"unproven\" }\n\
+         chain = [\"openai\", \"local:gemma\"]\non_cutoff = \"serve-local\"\n")
+    .await;
+    let (status, v) = admin(&d, reqwest::Method::POST, "/api/v1/drills", Some(json!({"use_cases": ["unproven"], "duration": "1m"}))).await;
+    assert_eq!(status, 400, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("\"unproven\" would not be served locally in a real cut-off") && msg.contains("force"), "{msg}");
+    assert!(msg.contains("readiness"), "the reason is the readiness gate's: {msg}");
+    // The proven use case beside it starts as before; both together do not.
+    let (status, v) =
+        admin(&d, reqwest::Method::POST, "/api/v1/drills", Some(json!({"use_cases": ["chat", "unproven"], "duration": "1m"}))).await;
+    assert_eq!(status, 400, "{v}");
+    let (_, v) = admin(&d, reqwest::Method::GET, "/api/v1/drills", None).await;
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(0), "nothing started: {v}");
+
+    // With force (gensetctl --force) it runs, and its clients get the cut-off's answer, which
+    // names the drill.
+    let out = genset::ctl::run(cli(
+        &d,
+        Command::Drill(DrillCmd::Start {
+            kind: "live".into(),
+            use_cases: vec!["unproven".into()],
+            duration: Some("10m".into()),
+            window: None,
+            period: None,
+            speed: None,
+            max_requests: None,
+            name: None,
+            force: true,
+        }),
+    ))
+    .await
+    .unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    let r = d
+        .http
+        .post(format!("{}/v1/chat/completions", d.proxy))
+        .bearer_auth("sk-client")
+        .header("x-genset-use-case", "unproven")
+        .json(&json!({"model": "gpt-4o", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "cloud_cut_off", "{body}");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains(&format!("failover drill {id}")) && msg.contains("readiness"), "{msg}");
+    let (status, _) = admin(&d, reqwest::Method::POST, &format!("/api/v1/drills/{id}/abort"), None).await;
+    assert_eq!(status, 200);
+    d.shutdown().await;
+}
+
+#[actix_web::test]
 async fn abort_returns_traffic_at_once_and_outages_refuse_drills() {
     let (_sim, d) = rig("").await;
     let _ = chat(&d, "Hi").await;
@@ -138,6 +196,7 @@ async fn abort_returns_traffic_at_once_and_outages_refuse_drills() {
             speed: None,
             max_requests: None,
             name: None,
+            force: false,
         }),
     ))
     .await

@@ -126,12 +126,12 @@ async fn report(req: HttpRequest, st: web::Data<AdminState>) -> Result<HttpRespo
 pub fn ctl_drill(cmd: &DrillCmd, actor: &str) -> (reqwest::Method, String, Option<Value>) {
     use reqwest::Method;
     match cmd {
-        DrillCmd::Start { kind, use_cases, duration, window, period, speed, max_requests, name } => (
+        DrillCmd::Start { kind, use_cases, duration, window, period, speed, max_requests, name, force } => (
             Method::POST,
             "/api/v1/drills".into(),
             Some(json!({
                 "kind": kind, "use_cases": use_cases, "duration": duration, "window": window, "period": period,
-                "speed": speed, "max_requests": max_requests, "name": name, "actor": actor,
+                "speed": speed, "max_requests": max_requests, "name": name, "force": force.then_some(true), "actor": actor,
             })),
         ),
         DrillCmd::Status { id } => (Method::GET, format!("/api/v1/drills/{id}"), None),
@@ -176,6 +176,10 @@ pub enum DrillCmd {
         max_requests: Option<usize>,
         #[arg(long)]
         name: Option<String>,
+        /// Live: drill even a use case that a real cut-off would not serve locally (readiness
+        /// not proven): its clients get the cut-off's 503 for the whole drill.
+        #[arg(long)]
+        force: bool,
     },
     /// A drill's progress or result.
     Status { id: String },

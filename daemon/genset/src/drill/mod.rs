@@ -45,6 +45,7 @@ use crate::config::Config;
 use crate::config::drills::{DEFAULT_DURATION, DEFAULT_MAX_REQUESTS, DEFAULT_WINDOW, DrillKind};
 use crate::control::{Controller, DrillHold};
 use crate::record::now_ms;
+use crate::route::plan::LocalGate;
 use crate::store::Store;
 use crate::store::drill::DrillRow;
 pub use result::{Capacity, DrillResult, UseCaseResult, verdict_of};
@@ -68,6 +69,10 @@ pub struct DrillSpec {
     pub speed: Option<f64>,
     /// Replay: most requests replayed (default 200).
     pub max_requests: Option<usize>,
+    /// Live: start even when a use case would not be served locally in a real cut-off
+    /// (readiness not proven, `on_cutoff` other than serve-local): its clients then get
+    /// the cut-off's 503 for the whole drill.
+    pub force: Option<bool>,
 }
 
 /// Why a drill could not start (or be found).
@@ -251,6 +256,17 @@ impl Drills {
                     return Err(DrillError::Invalid(format!("use case {u:?} fails over to local model {m:?}, which is not loaded")));
                 }
                 Some(_) => {}
+            }
+            if kind == DrillKind::Live
+                && spec.force != Some(true)
+                && let Some(why) = LocalGate::of(uc).refusal(self.controller.verdict(u).as_ref())
+            {
+                return Err(DrillError::Invalid(format!(
+                    "use case {u:?} would not be served locally in a real cut-off: {why}. A live drill would \
+                     fail all of its traffic. A replay drill measures the local model without touching \
+                     clients; to drill live anyway, force it (gensetctl drill start --force, or the \
+                     console's box for it)"
+                )));
             }
         }
         let dur = |s: &Option<String>, key: &str, default: Duration| -> Result<Duration, DrillError> {

@@ -26,6 +26,7 @@ pub fn spec_of(d: &DrillConfig) -> DrillSpec {
         period: None,
         speed: Some(d.speed),
         max_requests: Some(d.max_requests),
+        force: None,
     }
 }
 
