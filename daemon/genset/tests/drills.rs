@@ -41,10 +41,14 @@ async fn rig(extra: &str) -> (genset_sim::SimHandle, Daemon) {
 }
 
 async fn chat(d: &Daemon, text: &str) -> reqwest::Response {
+    chat_as(d, "chat", text).await
+}
+
+async fn chat_as(d: &Daemon, use_case: &str, text: &str) -> reqwest::Response {
     d.http
         .post(format!("{}/v1/chat/completions", d.proxy))
         .bearer_auth("sk-client")
-        .header("x-genset-use-case", "chat")
+        .header("x-genset-use-case", use_case)
         .json(&json!({"model": "gpt-4o", "max_tokens": 8, "temperature": 0, "messages": [{"role": "user", "content": text}]}))
         .send()
         .await
@@ -67,6 +71,24 @@ async fn admin(d: &Daemon, method: reqwest::Method, path: &str, body: Option<Val
 
 fn cli(d: &Daemon, command: Command) -> Cli {
     Cli { config: "/nonexistent".into(), admin_url: Some(d.admin.clone()), admin_token: Some(d.token.clone()), json: true, command }
+}
+
+/// A 10-minute live drill of one use case started through gensetctl: its id.
+async fn start_live(d: &Daemon, use_case: &str, force: bool) -> String {
+    let start = DrillCmd::Start {
+        kind: "live".into(),
+        use_cases: vec![use_case.into()],
+        duration: Some("10m".into()),
+        window: None,
+        period: None,
+        speed: None,
+        max_requests: None,
+        name: None,
+        force,
+    };
+    let out = genset::ctl::run(cli(d, Command::Drill(start))).await.unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["id"].as_str().unwrap().to_string()
 }
 
 /// Poll a drill until it is no longer running.
@@ -144,33 +166,8 @@ async fn a_live_drill_of_an_unproven_use_case_needs_force() {
 
     // With force (gensetctl --force) it runs, and its clients get the cut-off's answer, which
     // names the drill.
-    let out = genset::ctl::run(cli(
-        &d,
-        Command::Drill(DrillCmd::Start {
-            kind: "live".into(),
-            use_cases: vec!["unproven".into()],
-            duration: Some("10m".into()),
-            window: None,
-            period: None,
-            speed: None,
-            max_requests: None,
-            name: None,
-            force: true,
-        }),
-    ))
-    .await
-    .unwrap();
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let id = v["id"].as_str().unwrap().to_string();
-    let r = d
-        .http
-        .post(format!("{}/v1/chat/completions", d.proxy))
-        .bearer_auth("sk-client")
-        .header("x-genset-use-case", "unproven")
-        .json(&json!({"model": "gpt-4o", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let id = start_live(&d, "unproven", true).await;
+    let r = chat_as(&d, "unproven", "Hi").await;
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "cloud_cut_off", "{body}");
@@ -185,24 +182,7 @@ async fn a_live_drill_of_an_unproven_use_case_needs_force() {
 async fn abort_returns_traffic_at_once_and_outages_refuse_drills() {
     let (_sim, d) = rig("").await;
     let _ = chat(&d, "Hi").await;
-    let out = genset::ctl::run(cli(
-        &d,
-        Command::Drill(DrillCmd::Start {
-            kind: "live".into(),
-            use_cases: vec!["chat".into()],
-            duration: Some("10m".into()),
-            window: None,
-            period: None,
-            speed: None,
-            max_requests: None,
-            name: None,
-            force: false,
-        }),
-    ))
-    .await
-    .unwrap();
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let id = v["id"].as_str().unwrap().to_string();
+    let id = start_live(&d, "chat", false).await;
     let r = chat(&d, "Hi").await;
     assert_eq!(served_by(&r), "local:gemma");
     let _ = r.bytes().await.unwrap();
