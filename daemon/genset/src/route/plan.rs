@@ -73,23 +73,22 @@ impl LocalGate {
             }
     }
 
-    /// Why a cut-off would not serve it locally, or `None` when it would. A local routing
-    /// policy serves locally in any case.
+    /// Whether a cut-off hands it to its local model: a local routing policy always does;
+    /// cloud-first, `on_cutoff = "serve-local"` with its readiness allowing it.
+    pub fn serves_locally(&self, r: Option<&ReadinessVerdict>) -> bool {
+        self.routing != RoutingPolicy::CloudFirst || (self.on_cutoff == OnCutoff::ServeLocal && self.ready(r))
+    }
+
+    /// Why a cut-off would not serve it locally, or `None` when it would.
     pub fn refusal(&self, r: Option<&ReadinessVerdict>) -> Option<String> {
-        if self.routing != RoutingPolicy::CloudFirst {
+        if self.serves_locally(r) {
             return None;
         }
-        match self.on_cutoff {
-            OnCutoff::Reject => return Some("its policy is on_cutoff = \"reject\"".into()),
-            OnCutoff::Queue => return Some("its policy is on_cutoff = \"queue\" (it waits for the cloud)".into()),
-            OnCutoff::ServeLocal => {}
-        }
-        if self.ready(r) {
-            return None;
-        }
-        Some(match r {
-            Some(r) => format!("its local model's readiness is {} ({})", r.verdict, r.reason),
-            None => "its local model has no readiness verdict yet and local_ready is not set".to_string(),
+        Some(match (self.on_cutoff, r) {
+            (OnCutoff::Reject, _) => "its policy is on_cutoff = \"reject\"".into(),
+            (OnCutoff::Queue, _) => "its policy is on_cutoff = \"queue\" (it waits for the cloud)".into(),
+            (OnCutoff::ServeLocal, Some(r)) => format!("its local model's readiness is {} ({})", r.verdict, r.reason),
+            (OnCutoff::ServeLocal, None) => "its local model has no readiness verdict yet and local_ready is not set".into(),
         })
     }
 }
@@ -104,7 +103,7 @@ pub fn plan(i: &Input<'_>) -> Result<Planned, ApiError> {
     let on_cutoff = policy.map_or(OnCutoff::ServeLocal, |p| p.gate.on_cutoff);
     // May local models take this use case's traffic when the cloud is gone?
     // (Unclassified traffic reaches local steps only if the default chain names them.)
-    let local_ok = !local.is_empty() && policy.is_none_or(|p| p.gate.refusal(i.readiness.as_ref()).is_none());
+    let local_ok = !local.is_empty() && policy.is_none_or(|p| p.gate.serves_locally(i.readiness.as_ref()));
     let steps = |v: Vec<Step>, cut_off: bool, local_first: bool| Ok(Planned::Steps { steps: v, cut_off, local_first });
 
     match i.mode {
