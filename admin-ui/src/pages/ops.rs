@@ -61,6 +61,7 @@ pub struct DrillRowView {
 
 fn row_view(d: &DrillView) -> DrillRowView {
     let (progress, progress_text) = match &d.progress {
+        Some(p) if p.selecting => (0, "selecting the recorded requests to replay…".into()),
         Some(p) => {
             let total = p.requests_total.map(|t| format!(" of {t}")).unwrap_or_default();
             (
@@ -397,4 +398,55 @@ pub async fn download(req: HttpRequest, st: web::Data<AdminState>, console: web:
         .content_type(ct)
         .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"genset-report-{safe}.{}\"", format.extension())))
         .body(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use genset::drill::Progress;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn replay(progress: Progress) -> DrillView {
+        DrillView {
+            id: "d1".into(),
+            name: "n".into(),
+            kind: "replay".into(),
+            state: "running".into(),
+            verdict: None,
+            use_cases: vec!["a".into()],
+            started_ms: 0,
+            deadline_ms: 60_000,
+            ended_ms: None,
+            actor: "ops".into(),
+            spec: Value::Null,
+            result: None,
+            progress: Some(progress),
+        }
+    }
+
+    #[test]
+    fn a_replay_row_reads_selecting_until_it_has_counted_its_requests() {
+        let p = Progress {
+            elapsed_ms: 300,
+            remaining_ms: 0,
+            fraction: 0.0,
+            requests_done: 0,
+            requests_total: None,
+            requests_ok: 0,
+            selecting: true,
+        };
+        let v = row_view(&replay(p.clone()));
+        assert_eq!((v.progress, v.progress_text.as_str()), (0, "selecting the recorded requests to replay…"));
+        let v = row_view(&replay(Progress {
+            selecting: false,
+            requests_total: Some(8),
+            requests_done: 2,
+            requests_ok: 2,
+            fraction: 0.25,
+            ..p
+        }));
+        assert_eq!(v.progress, 25);
+        assert!(v.progress_text.contains("2 requests of 8, 2 ok"), "{}", v.progress_text);
+    }
 }

@@ -211,7 +211,9 @@ pub fn render_drill(v: &Value) -> String {
     let _ =
         writeln!(o, "use cases: {}", v["use_cases"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(", ")).unwrap_or_default());
     let _ = writeln!(o, "started by {}", s(&v["actor"]));
-    if let Some(p) = v.get("progress").filter(|p| !p.is_null()) {
+    if let Some(p) = v.get("progress").filter(|p| !p.is_null() && p["selecting"] == true) {
+        let _ = writeln!(o, "progress: selecting the recorded requests to replay  elapsed {}", ms_str(&p["elapsed_ms"]));
+    } else if let Some(p) = v.get("progress").filter(|p| !p.is_null()) {
         let _ = writeln!(
             o,
             "progress {:.0}%  elapsed {}  remaining {}  requests {} ({} ok){}",
@@ -272,4 +274,28 @@ pub fn render_list(v: &Value) -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(progress: Value) -> Value {
+        json!({"id": "d1", "name": "n", "kind": "replay", "state": "running", "use_cases": ["a"], "actor": "ops", "progress": progress})
+    }
+
+    #[test]
+    fn a_replay_still_selecting_says_so_instead_of_zero_of_zero() {
+        let selecting = render_drill(&running(json!({
+            "elapsed_ms": 400, "remaining_ms": 0, "fraction": 0.0,
+            "requests_done": 0, "requests_total": null, "requests_ok": 0, "selecting": true
+        })));
+        assert!(selecting.contains("selecting the recorded requests"), "{selecting}");
+        assert!(!selecting.contains("of 0"), "{selecting}");
+        let counted = render_drill(&running(json!({
+            "elapsed_ms": 900, "remaining_ms": 0, "fraction": 0.25,
+            "requests_done": 3, "requests_total": 12, "requests_ok": 2, "selecting": false
+        })));
+        assert!(counted.contains("progress 25%") && counted.contains("requests 3 (2 ok) of 12"), "{counted}");
+    }
 }

@@ -30,7 +30,7 @@ pub mod scheduler;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -114,8 +114,12 @@ pub struct Progress {
     /// 0..1 of the duration (live) or of the requests (replay).
     pub fraction: f64,
     pub requests_done: u64,
+    /// The requests a replay will send; `None` for a live drill, and for a replay still
+    /// selecting them from the recorded window (`selecting`).
     pub requests_total: Option<u64>,
     pub requests_ok: u64,
+    /// A replay that has not yet chosen its requests (its first moments).
+    pub selecting: bool,
 }
 
 impl DrillView {
@@ -157,6 +161,8 @@ impl DrillView {
 /// Counters of a running replay.
 #[derive(Default)]
 pub(crate) struct Counters {
+    /// Set once `total` holds the replay's count.
+    pub selected: AtomicBool,
     pub total: AtomicU64,
     pub done: AtomicU64,
     pub ok: AtomicU64,
@@ -574,9 +580,11 @@ impl Drills {
                     requests_done: rows.len() as u64,
                     requests_total: None,
                     requests_ok: ok,
+                    selecting: false,
                 })
             }
             DrillKind::Replay => {
+                let selected = counters.selected.load(Ordering::Acquire);
                 let total = counters.total.load(Ordering::Relaxed);
                 let done = counters.done.load(Ordering::Relaxed);
                 Some(Progress {
@@ -584,8 +592,9 @@ impl Drills {
                     remaining_ms: (deadline - now).max(0),
                     fraction: if total == 0 { 0.0 } else { done as f64 / total as f64 },
                     requests_done: done,
-                    requests_total: Some(total),
+                    requests_total: selected.then_some(total),
                     requests_ok: counters.ok.load(Ordering::Relaxed),
+                    selecting: !selected,
                 })
             }
         }

@@ -77,6 +77,7 @@ impl Drills {
             }
         }
         counters.total.store(jobs.len() as u64, Ordering::Relaxed);
+        counters.selected.store(true, Ordering::Release);
         let recorded_ts: Vec<i64> = jobs.iter().map(|j| j.0).collect();
         let t0 = recorded_ts.iter().copied().min().unwrap_or(0);
         let wall = Instant::now();
