@@ -185,12 +185,7 @@ impl Store {
                 // recorder appends ~1 KiB rows in batches: 16 KiB pages mean a quarter of the
                 // WAL frames, writes and checksums of 4 KiB ones (sqlx thread -10% CPU per
                 // recorded exchange, docs/benchmarks.md).
-                .page_size(16384)
-                // A multi-row INSERT inside a transaction needs a statement journal; with the
-                // default temp store SQLite creates and unlinks a file in /var/tmp for it on every
-                // recorder batch (a dozen syscalls each, and a write to disk). A batch's journal
-                // is a few pages: it stays in memory.
-                .pragma("temp_store", "memory");
+                .page_size(16384);
             if let Some(parent) = Path::new(opts.get_filename()).parent()
                 && !parent.as_os_str().is_empty()
             {

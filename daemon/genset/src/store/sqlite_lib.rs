@@ -8,6 +8,14 @@
 //! and sets no soft heap limit) and SQLite allocates through the process's global Rust
 //! allocator, the one the binary chose (gensetd: mimalloc). Measured in docs/benchmarks.md
 //! (the proxy's closed loop).
+//!
+//! Statement journals spill to disk later: each recorder batch is one multi-row INSERT inside
+//! a transaction, which needs a statement journal, and SQLite keeps one in memory only up to
+//! 64 KiB (four 16 KiB pages) before moving it to a temp file. A batch passed that, so every
+//! batch created, wrote and unlinked a file in the temp directory. They now stay in memory up
+//! to [`STMT_JOURNAL_SPILL`]. `temp_store = MEMORY` would do that too, but it also keeps
+//! every sort and temp table in memory without limit (a report's ORDER BY over millions of
+//! rows): those keep spilling to disk as before.
 #![allow(unsafe_code)] // FFI: sqlite3_config before sqlite3_initialize, and the allocator callbacks it calls.
 
 use std::alloc::{Layout, alloc, dealloc, realloc};
@@ -115,6 +123,9 @@ const METHODS: ffi::sqlite3_mem_methods = ffi::sqlite3_mem_methods {
     pAppData: std::ptr::null_mut(),
 };
 
+/// Statement-journal bytes kept in memory before SQLite moves the journal to a temp file.
+pub const STMT_JOURNAL_SPILL: c_int = 8 << 20;
+
 /// Apply the settings once per process. Must run before the first SQLite connection opens;
 /// later, SQLite refuses them (`SQLITE_MISUSE`) and keeps its defaults, which is logged and
 /// otherwise harmless.
@@ -124,15 +135,17 @@ pub fn configure() {
         let methods = METHODS;
         // SAFETY: sqlite3_config is called before sqlite3_initialize (or refused with
         // SQLITE_MISUSE after it), with the argument types each option documents: an int for
-        // MEMSTATUS; for MALLOC a pointer to a sqlite3_mem_methods, which SQLite copies.
-        let (stats, malloc) = unsafe {
+        // MEMSTATUS and STMTJRNL_SPILL; for MALLOC a pointer to a sqlite3_mem_methods, which
+        // SQLite copies.
+        let (stats, malloc, spill) = unsafe {
             (
                 ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int),
                 ffi::sqlite3_config(ffi::SQLITE_CONFIG_MALLOC, &raw const methods),
+                ffi::sqlite3_config(ffi::SQLITE_CONFIG_STMTJRNL_SPILL, STMT_JOURNAL_SPILL),
             )
         };
-        if stats != ffi::SQLITE_OK || malloc != ffi::SQLITE_OK {
-            tracing::debug!(stats, malloc, "SQLite was initialised before genset configured it; keeping its allocator");
+        if stats != ffi::SQLITE_OK || malloc != ffi::SQLITE_OK || spill != ffi::SQLITE_OK {
+            tracing::debug!(stats, malloc, spill, "SQLite was initialised before genset configured it; keeping its defaults");
         }
     });
 }
