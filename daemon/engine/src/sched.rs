@@ -9,8 +9,9 @@
 //!    slots (highest priority first, FIFO within a priority), or sleep when there is no work
 //!    (woken from that sleep, first gather the rest of a burst: [`Burst`]);
 //! 2. place each admitted request in the free slot whose cached tokens share the longest prefix
-//!    with its prompt (bringing that slot's tokens back from host memory if they were moved
-//!    there), and drop the rest of that slot's cache;
+//!    with its prompt when that prefix is worth reusing (bringing that slot's tokens back from
+//!    host memory if they were moved there), otherwise in an empty or the least recently used
+//!    slot ([`choose_slot`]), and drop the rest of that slot's cache;
 //! 3. drop sequences whose [`crate::Generation`] was dropped; move the KV of idle slots out of
 //!    the KV cache to host memory while any sequence is active;
 //! 4. share prefixes between sequences ([`share_prefixes`]): a prompt takes what another
@@ -439,16 +440,31 @@ pub(crate) fn common_prefix(a: &[Token], b: &[Token]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// The free slot to place `tokens` in: the longest cached prefix, then the least recently used,
-/// then the lowest index.
+/// A cached prefix this long is always worth reusing (a system prompt, a conversation so far).
+const MIN_REUSE: usize = 32;
+
+/// Whether a slot holding `cached` tokens, `lcp` of which begin a new `prompt`, is worth taking
+/// for that prompt: the shared part is at least a tenth of the prompt (llama-server's
+/// `--slot-prompt-similarity`) and either long or no shorter than what the slot would discard.
+/// A chat template's few opening tokens are neither: a new system prompt must not throw away
+/// another use case's cached one to save them.
+fn worth_reusing(lcp: usize, cached: usize, prompt: usize) -> bool {
+    lcp > 0 && lcp.saturating_mul(10) >= prompt && (lcp >= MIN_REUSE || lcp >= cached.saturating_sub(lcp))
+}
+
+/// The free slot to place `tokens` in, and how many of its cached tokens begin them: the
+/// longest cached prefix when it is worth reusing (ties: the least recently used, then the
+/// lowest index); otherwise a slot that holds nothing, or else the least recently used one.
 fn choose_slot<S, V>(slots: &[Slot<S, V>], tokens: &[Token]) -> Option<(usize, usize)> {
-    slots
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.seq.is_none())
+    let free = || slots.iter().enumerate().filter(|(_, s)| s.seq.is_none());
+    let (best, lcp) = free()
         .map(|(i, s)| (i, common_prefix(s.cached(), tokens), s.last_used))
         .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)).then(b.0.cmp(&a.0)))
-        .map(|(i, lcp, _)| (i, lcp))
+        .map(|(i, lcp, _)| (i, lcp))?;
+    if worth_reusing(lcp, slots[best].cached().len(), tokens.len()) {
+        return Some((best, lcp));
+    }
+    free().min_by_key(|(i, s)| (s.holds_tokens(), s.last_used, *i)).map(|(i, s)| (i, common_prefix(s.cached(), tokens)))
 }
 
 /// Prefixes shared between sequences, for the prompts still to compute (`prompting`: their
@@ -605,7 +621,7 @@ impl<S: Send> Runner<S> {
                 }
             };
 
-            // Place admitted requests, reusing the longest cached prefix.
+            // Place admitted requests, reusing the longest cached prefix worth reusing.
             for job in admitted {
                 let Some((i, lcp)) = choose_slot(&slots, &job.tokens) else {
                     // Cannot happen: we admitted at most the free slots. Fail loudly, not silently.

@@ -441,6 +441,48 @@ async fn prefix_choice_picks_the_matching_slot() {
     g2.collect().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_new_system_prompt_takes_a_free_slot_instead_of_evicting_another_cache() {
+    let h = start(cfg(2), |_| {});
+    // Two use cases' prompts: the same chat-template opening (2 tokens), different system prompts.
+    let uc = |system: Token, question: Token| -> Vec<Token> {
+        let mut p = vec![1, 2];
+        p.extend((0..40).map(|k| system + k));
+        p.push(question);
+        p
+    };
+    h.handle.submit(job(uc(100, 7), 2, FakeSampler::counting())).unwrap().collect().await.unwrap();
+    // B shares only the template's opening with A's cached slot: it goes to the empty slot.
+    let mut b = h.handle.submit(job(uc(500, 7), 2, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut b).await, (43, 0));
+    b.collect().await.unwrap();
+    // Both use cases keep their system prompt cached: each follow-up reuses its own.
+    let mut a2 = h.handle.submit(job(uc(100, 8), 2, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut a2).await, (43, 42));
+    a2.collect().await.unwrap();
+    let mut b2 = h.handle.submit(job(uc(500, 8), 2, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut b2).await, (43, 42));
+    b2.collect().await.unwrap();
+    // A third use case, with every slot holding a cache, evicts the least recently used (A's).
+    let mut c = h.handle.submit(job(uc(900, 7), 2, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut c).await, (43, 2));
+    c.collect().await.unwrap();
+    let mut b3 = h.handle.submit(job(uc(500, 9), 2, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut b3).await, (43, 42));
+    b3.collect().await.unwrap();
+    assert!(h.log.truncates.lock().contains(&(0, 2)), "A's slot (0) was the one reused for C");
+}
+
+#[test]
+fn reuse_needs_a_real_share_of_the_prompt() {
+    assert!(worth_reusing(474, 490, 486), "the same system prompt, another question");
+    assert!(worth_reusing(474, 974, 774), "the same system prompt after a long exchange");
+    assert!(worth_reusing(12, 16, 12), "a short prompt repeated");
+    assert!(!worth_reusing(9, 520, 516), "only the template's opening");
+    assert!(!worth_reusing(12, 520, 15), "a short prompt would throw away a long cache");
+    assert!(!worth_reusing(0, 0, 10));
+}
+
 /// A: a long prompt that completes; B: another prompt that runs while A's slot is idle.
 fn a_prompt() -> Vec<Token> {
     (1..=40).collect()
