@@ -445,11 +445,11 @@ const MIN_REUSE: usize = 32;
 
 /// Whether a slot holding `cached` tokens, `lcp` of which begin a new `prompt`, is worth taking
 /// for that prompt: the shared part is at least a tenth of the prompt (llama-server's
-/// `--slot-prompt-similarity`) and either long or no shorter than what the slot would discard.
-/// A chat template's few opening tokens are neither: a new system prompt must not throw away
-/// another use case's cached one to save them.
+/// `--slot-prompt-similarity`) and it is long, or the whole prompt (a repeated request), or no
+/// shorter than what the slot would discard. A chat template's few opening tokens are none of
+/// these: a new system prompt must not throw away another use case's cached one to save them.
 fn worth_reusing(lcp: usize, cached: usize, prompt: usize) -> bool {
-    lcp > 0 && lcp.saturating_mul(10) >= prompt && (lcp >= MIN_REUSE || lcp >= cached.saturating_sub(lcp))
+    lcp > 0 && lcp.saturating_mul(10) >= prompt && (lcp >= MIN_REUSE || lcp >= prompt || lcp >= cached.saturating_sub(lcp))
 }
 
 /// The free slot to place `tokens` in, and how many of its cached tokens begin them: the

@@ -478,6 +478,7 @@ fn reuse_needs_a_real_share_of_the_prompt() {
     assert!(worth_reusing(474, 490, 486), "the same system prompt, another question");
     assert!(worth_reusing(474, 974, 774), "the same system prompt after a long exchange");
     assert!(worth_reusing(12, 16, 12), "a short prompt repeated");
+    assert!(worth_reusing(15, 39, 15), "a short prompt repeated after a long answer");
     assert!(!worth_reusing(9, 520, 516), "only the template's opening");
     assert!(!worth_reusing(12, 520, 15), "a short prompt would throw away a long cache");
     assert!(!worth_reusing(0, 0, 10));
