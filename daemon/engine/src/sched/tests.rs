@@ -451,25 +451,22 @@ async fn a_new_system_prompt_takes_a_free_slot_instead_of_evicting_another_cache
         p.push(question);
         p
     };
-    h.handle.submit(job(uc(100, 7), 2, FakeSampler::counting())).unwrap().collect().await.unwrap();
+    // One request to completion: (prompt tokens, cached tokens) as it started.
+    let ask = async |prompt: Vec<Token>| {
+        let mut g = h.handle.submit(job(prompt, 2, FakeSampler::counting())).unwrap();
+        let s = started(&mut g).await;
+        g.collect().await.unwrap();
+        s
+    };
+    assert_eq!(ask(uc(100, 7)).await, (43, 0));
     // B shares only the template's opening with A's cached slot: it goes to the empty slot.
-    let mut b = h.handle.submit(job(uc(500, 7), 2, FakeSampler::counting())).unwrap();
-    assert_eq!(started(&mut b).await, (43, 0));
-    b.collect().await.unwrap();
+    assert_eq!(ask(uc(500, 7)).await, (43, 0));
     // Both use cases keep their system prompt cached: each follow-up reuses its own.
-    let mut a2 = h.handle.submit(job(uc(100, 8), 2, FakeSampler::counting())).unwrap();
-    assert_eq!(started(&mut a2).await, (43, 42));
-    a2.collect().await.unwrap();
-    let mut b2 = h.handle.submit(job(uc(500, 8), 2, FakeSampler::counting())).unwrap();
-    assert_eq!(started(&mut b2).await, (43, 42));
-    b2.collect().await.unwrap();
+    assert_eq!(ask(uc(100, 8)).await, (43, 42));
+    assert_eq!(ask(uc(500, 8)).await, (43, 42));
     // A third use case, with every slot holding a cache, evicts the least recently used (A's).
-    let mut c = h.handle.submit(job(uc(900, 7), 2, FakeSampler::counting())).unwrap();
-    assert_eq!(started(&mut c).await, (43, 2));
-    c.collect().await.unwrap();
-    let mut b3 = h.handle.submit(job(uc(500, 9), 2, FakeSampler::counting())).unwrap();
-    assert_eq!(started(&mut b3).await, (43, 42));
-    b3.collect().await.unwrap();
+    assert_eq!(ask(uc(900, 7)).await, (43, 2));
+    assert_eq!(ask(uc(500, 9)).await, (43, 42));
     assert!(h.log.truncates.lock().contains(&(0, 2)), "A's slot (0) was the one reused for C");
 }
 
