@@ -211,9 +211,10 @@ pub fn render_drill(v: &Value) -> String {
     let _ =
         writeln!(o, "use cases: {}", v["use_cases"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(", ")).unwrap_or_default());
     let _ = writeln!(o, "started by {}", s(&v["actor"]));
-    if let Some(p) = v.get("progress").filter(|p| !p.is_null() && p["selecting"] == true) {
+    let progress = v.get("progress").filter(|p| !p.is_null());
+    if let Some(p) = progress.filter(|p| p["selecting"] == true) {
         let _ = writeln!(o, "progress: selecting the recorded requests to replay  elapsed {}", ms_str(&p["elapsed_ms"]));
-    } else if let Some(p) = v.get("progress").filter(|p| !p.is_null()) {
+    } else if let Some(p) = progress {
         let _ = writeln!(
             o,
             "progress {:.0}%  elapsed {}  remaining {}  requests {} ({} ok){}",
