@@ -104,12 +104,13 @@ fn is_content_policy(t: &str) -> bool {
     t.contains("content_policy") || t.contains("content filtering") || t.contains("content_filter") || t.contains("safety system")
 }
 
-/// Classify a failure before any response headers arrived.
-pub fn classify_transport(e: &reqwest::Error) -> Outcome {
+/// Classify a failure before any response headers arrived (`timeout`: nothing came in time;
+/// `connect`: no connection was made).
+pub fn classify_transport(timeout: bool, connect: bool, e: &dyn std::error::Error) -> Outcome {
     let chain = crate::util::error_chain(e);
-    if e.is_timeout() {
+    if timeout {
         Outcome::CutOff(format!("no response in time ({chain})"))
-    } else if e.is_connect() {
+    } else if connect {
         Outcome::CutOff(format!("connection failed ({chain})"))
     } else {
         Outcome::CutOff(format!("failed before answering ({chain})"))
@@ -117,8 +118,8 @@ pub fn classify_transport(e: &reqwest::Error) -> Outcome {
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from these APIs and treated as absent).
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
     v.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
 }
 

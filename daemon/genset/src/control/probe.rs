@@ -75,7 +75,7 @@ async fn probe(h: &Health, timeout: Duration) -> (Outcome, Duration) {
     let started = Instant::now();
     let resp = match rb.send().await {
         Ok(r) => r,
-        Err(e) => return (super::outcome::classify_transport(&e), started.elapsed()),
+        Err(e) => return (super::outcome::classify_transport(e.is_timeout(), e.is_connect(), &e), started.elapsed()),
     };
     let status = resp.status().as_u16();
     let retry_after = super::outcome::retry_after(resp.headers());

@@ -4,6 +4,7 @@
 //! through a [`tee::Tee`] that hands the exchange to the recorder. Nothing here waits on the
 //! database.
 
+pub mod client;
 pub mod peek;
 pub mod routing;
 pub mod tee;

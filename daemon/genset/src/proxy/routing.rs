@@ -13,6 +13,7 @@ use crate::auth::VirtualKey;
 use crate::classify::Classifier;
 use crate::config::{ChainStep, Config, FailoverConfig, UpstreamConfig};
 use crate::control::{Controller, Health};
+use crate::proxy::client::{Client, Error, Tls};
 
 /// A cloud upstream. Each proxy worker thread gets its own connection pool for it (see
 /// [`Upstream::client`]): a pooled connection is driven by the runtime that opened it, so a
@@ -26,28 +27,29 @@ pub struct Upstream {
     /// The URL that inbound `/v1/...` paths are appended to, without `/v1`.
     api_root: String,
     /// The parsed URL of each inbound route's path here (URL parsing is measurable per request).
-    urls: Vec<(&'static str, reqwest::Url)>,
+    urls: Vec<(&'static str, http::Uri)>,
     /// Its breaker and failover state (kept across reloads by the controller).
     pub health: Arc<Health>,
+    tls: Tls,
 }
 
 impl Upstream {
-    pub fn new(config: Arc<UpstreamConfig>, health: Arc<Health>) -> Result<Self, reqwest::Error> {
+    pub fn new(config: Arc<UpstreamConfig>, health: Arc<Health>) -> Result<Self, Error> {
         // Fail at configuration time, not on the first request.
-        build_client(&config)?;
+        let tls = Tls::platform()?;
         // OpenAI's convention puts the version in the base URL (".../v1"); Anthropic's SDK
         // base URL has none. Either way inbound "/v1/x" maps to "<root>/v1/x".
         let api_root = config.base_url.strip_suffix("/v1").unwrap_or(&config.base_url).to_string();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let urls = crate::proxy::ENDPOINTS
             .iter()
-            .filter_map(|(_, ep)| reqwest::Url::parse(&format!("{api_root}{}", ep.path)).ok().map(|u| (ep.path, u)))
+            .filter_map(|(_, ep)| parse_uri(&format!("{api_root}{}", ep.path)).map(|u| (ep.path, u)))
             .collect();
-        Ok(Upstream { tag: Arc::from(format!("cloud:{}", config.name)), config, id, api_root, urls, health })
+        Ok(Upstream { tag: Arc::from(format!("cloud:{}", config.name)), config, id, api_root, urls, health, tls })
     }
 
     /// This thread's client (connection pool) for this upstream.
-    pub fn client(&self) -> reqwest::Client {
+    pub fn client(&self) -> Client {
         CLIENTS.with(|c| {
             let mut map = c.borrow_mut();
             if let Some(client) = map.get(&self.id) {
@@ -57,32 +59,25 @@ impl Upstream {
                 // Upstreams replaced by many reloads: start afresh rather than grow.
                 map.clear();
             }
-            // Built once already in `new` with the same settings, so this cannot fail here.
-            let client = build_client(&self.config).unwrap_or_default();
+            let client = Client::new(&self.tls, self.config.connect_timeout, self.config.read_timeout);
             map.insert(self.id, client.clone());
             client
         })
     }
 
     /// The upstream URL for an inbound path and query, parsed once per path.
-    pub fn url(&self, path: &str, query: Option<&str>) -> Option<reqwest::Url> {
-        match self.urls.iter().find(|(p, _)| *p == path) {
-            Some((_, u)) => {
-                let mut u = u.clone();
-                if query.is_some() {
-                    u.set_query(query);
-                }
-                Some(u)
-            }
-            None => {
-                let mut s = self.url_for(path);
-                if let Some(q) = query {
-                    s.push('?');
-                    s.push_str(q);
-                }
-                reqwest::Url::parse(&s).ok()
-            }
+    pub fn url(&self, path: &str, query: Option<&str>) -> Option<http::Uri> {
+        if query.is_none()
+            && let Some((_, u)) = self.urls.iter().find(|(p, _)| *p == path)
+        {
+            return Some(u.clone());
         }
+        let mut s = self.url_for(path);
+        if let Some(q) = query {
+            s.push('?');
+            s.push_str(q);
+        }
+        parse_uri(&s)
     }
 
     /// The upstream URL for an inbound path such as `/v1/chat/completions`.
@@ -97,19 +92,14 @@ impl Upstream {
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    static CLIENTS: RefCell<HashMap<u64, reqwest::Client>> = RefCell::new(HashMap::new());
+    static CLIENTS: RefCell<HashMap<u64, Client>> = RefCell::new(HashMap::new());
 }
 
-fn build_client(config: &UpstreamConfig) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .connect_timeout(config.connect_timeout)
-        .read_timeout(config.read_timeout)
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .tcp_nodelay(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
+/// An absolute URL as the client sends it. A query the strict URI grammar refuses (a raw
+/// space or quote a lenient client left in) is percent-encoded the way a browser would,
+/// rather than failing the request.
+fn parse_uri(s: &str) -> Option<http::Uri> {
+    s.parse().ok().or_else(|| reqwest::Url::parse(s).ok()?.as_str().parse().ok())
 }
 
 /// One step of a resolved fallback chain.
@@ -151,7 +141,7 @@ pub struct Routing {
 }
 
 impl Routing {
-    pub fn new(cfg: &Config, controller: &Controller) -> Result<Self, reqwest::Error> {
+    pub fn new(cfg: &Config, controller: &Controller) -> Result<Self, Error> {
         let upstreams = cfg
             .upstreams
             .iter()
@@ -221,4 +211,19 @@ impl Routing {
 fn unreachable_health(u: &Arc<UpstreamConfig>) -> Arc<Health> {
     tracing::error!(upstream = %u.name, "no health state for this upstream; treating it as down");
     Health::detached(u.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+    use super::parse_uri;
+
+    #[test]
+    fn a_query_the_uri_grammar_refuses_is_percent_encoded() {
+        let plain = parse_uri("http://127.0.0.1:9/v1/chat/completions?api-version=1").expect("a valid URL parses");
+        assert_eq!(plain.query(), Some("api-version=1"));
+        let lenient = parse_uri("https://api.example.com/v1/models?q=a b\"c").expect("encoded instead of refused");
+        assert_eq!(lenient.query(), Some("q=a%20b%22c"));
+        assert_eq!(lenient.host(), Some("api.example.com"));
+    }
 }

@@ -21,6 +21,7 @@ use crate::api::error::{ApiError, ErrorKind, ErrorSource, Flavor};
 use crate::auth::{KeyBook, VirtualKey};
 use crate::control::{Controller, Mode, Outcome, Refusal, Source};
 use crate::local::{LocalBody, LocalEndpoint};
+use crate::proxy::client::{self, Response};
 use crate::proxy::routing::{Routing, Step, Upstream};
 use crate::proxy::tee::Tee;
 use crate::proxy::{Endpoint, ProxyState, is_hop_by_hop};
@@ -75,7 +76,7 @@ pub struct Walk {
 /// What the client gets when every step failed: the last upstream answer, passed back, or
 /// genset's own error.
 pub enum Failure {
-    Upstream { status: u16, headers: reqwest::header::HeaderMap, body: Bytes, api: Flavor, tag: Arc<str> },
+    Upstream { status: u16, headers: http::HeaderMap, body: Bytes, api: Flavor, tag: Arc<str> },
     Genset(ApiError),
 }
 
@@ -265,20 +266,12 @@ impl Walk {
             self.attempts += 1;
             self.cloud_attempts += 1;
             self.env.recorder.metrics().upstream_attempts.with_label_values(&[&up.config.name]).inc();
-            let rb = build_request(up, &inb, body.clone(), swap);
             let span = tracing::debug_span!("upstream.attempt", otel.kind = "client", upstream = %up.config.name, attempt = self.attempts);
             let sent = {
                 use tracing::Instrument;
-                tokio::time::timeout(up.config.first_byte_timeout, rb.send()).instrument(span).await
+                send(up, build_request(up, &inb, body.clone(), swap)).instrument(span).await
             };
-            let resp = match sent {
-                Err(_) => Err(Outcome::CutOff(format!(
-                    "no response within first_byte_timeout ({})",
-                    humantime::format_duration(up.config.first_byte_timeout)
-                ))),
-                Ok(Err(e)) => Err(crate::control::outcome::classify_transport(&e)),
-                Ok(Ok(r)) => Ok(r),
-            };
+            let resp = sent.map_err(|e| transport_outcome(up, &e));
             let resp = match resp {
                 Ok(r) => r,
                 Err(outcome) => {
@@ -308,7 +301,7 @@ impl Walk {
             };
             let status = resp.status().as_u16();
             if resp.status().is_success() {
-                let sse = resp.headers().get(reqwest::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+                let sse = resp.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
                 if sse {
                     self.env.controller.report(&up.health, &Outcome::Success, Source::Request, None);
                     self.note_accepted(up);
@@ -353,8 +346,9 @@ impl Walk {
             }
             // An error answer: classify it.
             let retry_after = crate::control::outcome::retry_after(resp.headers());
-            let headers = resp.headers().clone();
-            let err_body = tokio::time::timeout(up.config.idle_timeout, resp.bytes()).await.ok().and_then(Result::ok).unwrap_or_default();
+            let (headers, err_body) = resp.into_parts();
+            let err_body =
+                tokio::time::timeout(up.config.idle_timeout, err_body.bytes()).await.ok().and_then(Result::ok).unwrap_or_default();
             let outcome = crate::control::outcome::classify_status(status, retry_after, &err_body, swap);
             let key = self.inbound.key_hash.as_deref().map(|h| (h, self.env.keys.was_accepted(h, now_ms() - ACCEPTED_KEY_TTL_MS)));
             self.env.controller.report(&up.health, &outcome, Source::Request, if swap { None } else { key });
@@ -487,7 +481,7 @@ impl Walk {
     }
 
     /// A whole (non-streamed) 2xx answer, translated to the client's API when needed.
-    fn answer(&self, up: &Upstream, status: u16, headers: reqwest::header::HeaderMap, chunks: Vec<Bytes>, len: usize) -> HttpResponse {
+    fn answer(&self, up: &Upstream, status: u16, headers: http::HeaderMap, chunks: Vec<Bytes>, len: usize) -> HttpResponse {
         let mut ex = self.final_exchange(&up.tag, status);
         let mut b = HttpResponseBuilder::new(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
         b.insert_header(("x-genset-served-by", &*up.tag));
@@ -529,7 +523,7 @@ impl Walk {
     }
 
     /// A stream of a non-chat endpoint, forwarded chunk by chunk through the tee.
-    fn passthrough_stream(&self, up: &Upstream, status: u16, resp: reqwest::Response) -> HttpResponse {
+    fn passthrough_stream(&self, up: &Upstream, status: u16, resp: Response) -> HttpResponse {
         let mut ex = self.final_exchange(&up.tag, status);
         ex.sse = true;
         let mut b = HttpResponseBuilder::new(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
@@ -568,7 +562,7 @@ impl Walk {
                 b.insert_header(("x-genset-use-case", &*ex.use_case));
                 let body = if from != self.inbound.flavor {
                     b.content_type("application/json");
-                    if let Some(ra) = headers.get(reqwest::header::RETRY_AFTER) {
+                    if let Some(ra) = headers.get(http::header::RETRY_AFTER) {
                         b.insert_header(("retry-after", ra.as_bytes()));
                     }
                     Bytes::from(genset_translate::translate_error(status, &body, api(from), api(self.inbound.flavor)).to_string())
@@ -714,8 +708,9 @@ pub fn with_model(body: &Bytes, model: &str) -> Option<Bytes> {
 
 /// The request to an upstream: the client's headers (less hop-by-hop and genset's own) for
 /// the same API; a fresh set for the other API; the credential swapped in when `swap`.
-pub fn build_request(up: &Upstream, inb: &Inbound, body: Bytes, swap: bool) -> reqwest::RequestBuilder {
-    use reqwest::header::{HeaderName, HeaderValue};
+/// `None` when the upstream URL for this path and query cannot be formed.
+pub fn build_request(up: &Upstream, inb: &Inbound, body: Bytes, swap: bool) -> Option<http::Request<client::Body>> {
+    use http::header::{HeaderName, HeaderValue};
     let path = if up.config.api == inb.flavor {
         inb.ep.path
     } else {
@@ -726,8 +721,8 @@ pub fn build_request(up: &Upstream, inb: &Inbound, body: Bytes, swap: bool) -> r
     };
     let query = if up.config.api == inb.flavor { inb.query.as_deref() } else { None };
     let url = up.url(path, query);
-    let method = if inb.ep.has_body { reqwest::Method::POST } else { reqwest::Method::GET };
-    let mut headers = reqwest::header::HeaderMap::with_capacity(inb.headers.len() + 2);
+    let method = if inb.ep.has_body { http::Method::POST } else { http::Method::GET };
+    let mut headers = http::HeaderMap::with_capacity(inb.headers.len() + 2);
     if up.config.api == inb.flavor {
         let connection_listed: Vec<String> = inb
             .headers
@@ -750,9 +745,9 @@ pub fn build_request(up: &Upstream, inb: &Inbound, body: Bytes, swap: bool) -> r
             }
         }
     } else {
-        headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if inb.stream {
-            headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+            headers.insert(http::header::ACCEPT, HeaderValue::from_static("text/event-stream"));
         }
     }
     if swap && let Some(key) = &up.config.api_key {
@@ -771,23 +766,41 @@ pub fn build_request(up: &Upstream, inb: &Inbound, body: Bytes, swap: bool) -> r
     {
         headers.insert(HeaderName::from_static("anthropic-version"), hv);
     }
-    let mut rb = match url {
-        Some(url) => up.client().request(method, url),
-        // Sent as a string so reqwest reports the bad URL as the request's error.
-        None => up.client().request(method, up.url_for(path)),
+    let mut req = http::Request::new(client::Body::new(if inb.ep.has_body { body } else { Bytes::new() }));
+    *req.method_mut() = method;
+    *req.uri_mut() = url?;
+    *req.headers_mut() = headers;
+    Some(req)
+}
+
+/// Send a request built by [`build_request`] (`None`: its URL could not be formed) on this
+/// thread's pool, waiting for the response headers at most `first_byte_timeout`.
+pub async fn send(up: &Upstream, req: Option<http::Request<client::Body>>) -> Result<Response, client::Error> {
+    let Some(req) = req else {
+        return Err(client::Error::Request(format!(
+            "upstream {:?}: the request URL could not be formed from its base_url",
+            up.config.name
+        )));
+    };
+    up.client().send(req, up.config.first_byte_timeout).await
+}
+
+/// The outcome of a request that got no response: a cut-off, named by what ran out or broke.
+pub fn transport_outcome(up: &Upstream, e: &client::Error) -> Outcome {
+    match e {
+        client::Error::Timeout(d) => Outcome::CutOff(format!(
+            "no response within {} ({})",
+            if *d == up.config.first_byte_timeout { "first_byte_timeout" } else { "read_timeout" },
+            humantime::format_duration(*d)
+        )),
+        e => crate::control::outcome::classify_transport(e.is_timeout(), e.is_connect(), e),
     }
-    .headers(headers);
-    if inb.ep.has_body {
-        rb = rb.body(body);
-    }
-    rb
 }
 
 /// Read a whole (non-streamed) answer, each chunk within `idle`; the chunks stay as they came.
-async fn read_body(resp: reqwest::Response, idle: Duration) -> Result<(reqwest::header::HeaderMap, Vec<Bytes>, usize), String> {
+async fn read_body(resp: Response, idle: Duration) -> Result<(http::HeaderMap, Vec<Bytes>, usize), String> {
     let declared = resp.content_length();
-    let headers = resp.headers().clone();
-    let mut s = resp.bytes_stream();
+    let (headers, mut s) = resp.into_parts();
     let mut chunks = Vec::new();
     let mut len = 0usize;
     loop {
@@ -808,8 +821,8 @@ async fn read_body(resp: reqwest::Response, idle: Duration) -> Result<(reqwest::
 }
 
 /// A JSON answer must parse: a malformed body is never passed on as valid.
-fn validate_json(headers: &reqwest::header::HeaderMap, chunks: &[Bytes]) -> Result<(), String> {
-    let is_json = headers.get(reqwest::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+fn validate_json(headers: &http::HeaderMap, chunks: &[Bytes]) -> Result<(), String> {
+    let is_json = headers.get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if !is_json {
         return Ok(());
     }

@@ -21,10 +21,11 @@ use futures_util::{Stream, StreamExt};
 use genset_engine::Priority;
 use genset_translate::{Delta, EncoderOptions, SseEvent, SseFramer, StreamDecoder, StreamEncoder, Transcript};
 
-use super::exec::{Inbound, Walk, api, build_request};
+use super::exec::{Inbound, Walk, api, build_request, send, transport_outcome};
 use crate::api::error::Flavor;
 use crate::control::{Outcome, Source};
 use crate::local::{LocalBody, LocalEndpoint};
+use crate::proxy::client::{self, Response};
 use crate::proxy::routing::{Step, Upstream};
 use crate::record::{Ending, Exchange, Recorder};
 
@@ -47,7 +48,7 @@ struct Src {
 
 impl Src {
     /// The event stream of a cloud upstream's 2xx answer, with its timeouts.
-    fn cloud(up: &Arc<Upstream>, resp: reqwest::Response, splicer: Option<genset_translate::Splicer>) -> Src {
+    fn cloud(up: &Arc<Upstream>, resp: Response, splicer: Option<genset_translate::Splicer>) -> Src {
         Src {
             stream: Box::pin(resp.bytes_stream().map(|r| r.map_err(|e| std::io::Error::other(crate::util::error_chain(&e))))),
             framer: SseFramer::new(),
@@ -126,20 +127,14 @@ impl Drop for Recording {
 }
 
 /// Relay a 2xx event stream from `up` to the client, rescuing it if it breaks.
-pub async fn relay(
-    walk: &mut Walk,
-    up: Arc<Upstream>,
-    resp: reqwest::Response,
-    rest: Vec<Step>,
-    api_model: Option<String>,
-) -> HttpResponse {
+pub async fn relay(walk: &mut Walk, up: Arc<Upstream>, resp: Response, rest: Vec<Step>, api_model: Option<String>) -> HttpResponse {
     let inbound = walk.inbound.clone();
     let client_api = api(inbound.flavor);
     let cross = up.config.api != inbound.flavor;
     let mut ex = walk.final_exchange(&up.tag, 200);
     ex.sse = true;
     let mut b = HttpResponseBuilder::new(StatusCode::OK);
-    match resp.headers().get(reqwest::header::CONTENT_TYPE) {
+    match resp.headers().get(http::header::CONTENT_TYPE) {
         Some(ct) if !cross => b.insert_header(("content-type", ct.as_bytes())),
         _ => b.content_type("text/event-stream"),
     };
@@ -378,23 +373,18 @@ impl Relay {
                 Flavor::Anthropic => "/v1/messages",
             };
         }
-        let rb = build_request(up, &probe, body, swap);
-        let resp = match tokio::time::timeout(up.config.first_byte_timeout, rb.send()).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                let o = crate::control::outcome::classify_transport(&e);
+        let resp = match send(up, build_request(up, &probe, body, swap)).await {
+            Ok(r) => r,
+            Err(e) => {
+                let o = transport_outcome(up, &e);
                 self.walk.env.controller.report(&up.health, &o, Source::Request, None);
-                self.walk.record_attempt(&up.tag, 0, "upstream_unavailable", None);
-                return false;
-            }
-            Err(_) => {
-                self.walk.env.controller.report(&up.health, &Outcome::CutOff("no response in time".into()), Source::Request, None);
-                self.walk.record_attempt(&up.tag, 0, "upstream_timeout", None);
+                let label = if matches!(e, client::Error::Timeout(_)) { "upstream_timeout" } else { "upstream_unavailable" };
+                self.walk.record_attempt(&up.tag, 0, label, None);
                 return false;
             }
         };
         let status = resp.status().as_u16();
-        let sse = resp.headers().get(reqwest::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let sse = resp.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         if !resp.status().is_success() || !sse {
             // A rejected prefill is the fallback's problem, not the client's: the client will
             // see the original failure if nothing else continues.
