@@ -12,7 +12,8 @@ from typing import Any
 NAMES = {
     "direct": "direct to nginx",
     "nginx-proxy": "nginx as a reverse proxy (reference)",
-    "bare": "bare actix-web + reqwest pass-through (reference)",
+    "bare": "bare actix-web + hyper-util pass-through (reference)",
+    "bare-reqwest": "bare actix-web + reqwest pass-through (reference)",
     "gensetd": "gensetd (recording on)",
     "litellm": "LiteLLM proxy",
     "portkey": "Portkey gateway",

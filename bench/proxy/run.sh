@@ -14,7 +14,8 @@
 #
 # Environment (all optional):
 #   BENCH_TARGETS   "direct nginx-proxy gensetd litellm portkey"; add "bare" for the bare
-#                   actix-web + reqwest pass-through (bench/proxy/bare), built on first use
+#                   pass-through on gensetd's stack (bench/proxy/bare: actix-web + hyper-util's
+#                   client), "bare-reqwest" for the same through reqwest; built on first use
 #                                                         BENCH_RATES  "100 500 1000"
 #   BENCH_DURATION  10s                                  BENCH_MAX_CONNS 64
 #   BENCH_REDACT    pii (gensetd's recording.redact)     BENCH_OUT    results dir (default ~/.cache/genset/bench-results/<time>)
@@ -193,16 +194,18 @@ for t in $TARGETS; do
     bench_target nginx-proxy "http://127.0.0.1:$NP_PORT/v1/chat/completions"
     stop_bg nginx-proxy
     ;;
-  bare)
-    # Opt-in reference: a pass-through on gensetd's own server and client stack (bench/proxy/bare).
+  bare|bare-reqwest)
+    # Opt-in references: a pass-through on gensetd's own server and client stack
+    # (bench/proxy/bare), and the same through reqwest (what the client costs).
     say "cargo build --release (bench/proxy/bare)"
-    if ! (cd bench/proxy/bare && cargo build --release --quiet >&2); then warn "bench/proxy/bare did not build"; drop_target bare; continue; fi
+    if ! (cd bench/proxy/bare && cargo build --release --quiet >&2); then warn "bench/proxy/bare did not build"; drop_target "$t"; continue; fi
     BP=$(free_port)
-    start_bg bare env LISTEN="127.0.0.1:$BP" UPSTREAM="http://127.0.0.1:$NGX_PORT" "$CARGO_TARGET_DIR/release/genset-bench-bare-proxy"
-    if ! wait_http "http://127.0.0.1:$BP/v1/chat/completions" 10; then warn "bare pass-through did not start"; stop_bg bare; drop_target bare; continue; fi
+    client=hyper; [ "$t" = bare-reqwest ] && client=reqwest
+    start_bg "$t" env LISTEN="127.0.0.1:$BP" UPSTREAM="http://127.0.0.1:$NGX_PORT" CLIENT=$client "$CARGO_TARGET_DIR/release/genset-bench-bare-proxy"
+    if ! wait_http "http://127.0.0.1:$BP/v1/chat/completions" 10; then warn "bare pass-through did not start"; stop_bg "$t"; drop_target "$t"; continue; fi
     HDRS=(-H "authorization: Bearer $CLIENT_KEY")
-    bench_target bare "http://127.0.0.1:$BP/v1/chat/completions"
-    stop_bg bare
+    bench_target "$t" "http://127.0.0.1:$BP/v1/chat/completions"
+    stop_bg "$t"
     ;;
   gensetd)
     GD=$WORK/gensetd; mkdir -p "$GD"
