@@ -42,7 +42,7 @@ if grep -q 'admin.token\|/etc/genset/tls/' "$T/files"; then bad "the package shi
 dpkg-deb -e "$DEB" "$T/control"
 if [ "$(cat "$T/control/conffiles")" = "/etc/genset/genset.toml" ]; then ok "conffiles: /etc/genset/genset.toml"; else bad "conffiles: $(cat "$T/control/conffiles")"; fi
 dep=$(sed -n 's/^Depends: //p' "$T/control/control")
-for d in libc6 openssl; do
+for d in libc6 openssl ca-certificates; do
   if echo "$dep" | grep -q "\b$d\b"; then ok "Depends on $d"; else bad "Depends lacks $d: $dep"; fi
 done
 

@@ -36,6 +36,7 @@ grep -q '^Name *: genset' <<<"$info" && ok "Name: genset" || bad "Name: $(grep '
 grep -q '^License *: Apache-2.0' <<<"$info" && ok "License: Apache-2.0" || bad "License"
 req=$(rpm -qpR "$RPM" 2>/dev/null)
 grep -q '^openssl' <<<"$req" && ok "Requires openssl" || bad "Requires lacks openssl: $req"
+grep -q '^ca-certificates' <<<"$req" && ok "Requires ca-certificates" || bad "Requires lacks ca-certificates: $req"
 grep -q '^libc.so.6' <<<"$req" && ok "Requires libc.so.6 (glibc: $(grep -o 'GLIBC_[0-9.]*' <<<"$req" | sort -V | tail -n 1))" || bad "Requires lacks libc.so.6"
 scripts=$(rpm -qp --scripts "$RPM" 2>/dev/null)
 grep -q '/usr/lib/genset/genset-setup' <<<"$scripts" && ok "%post runs genset-setup" || bad "%post does not run genset-setup"

@@ -81,15 +81,26 @@ impl Client {
 pub struct Tls(Arc<rustls::ClientConfig>);
 
 impl Tls {
-    /// The process's settings, built once (loading the platform's roots takes time).
+    /// The process's settings, built once (loading the platform's roots takes time). Fails
+    /// where the system has no CA certificates (the packages depend on `ca-certificates`).
     pub fn platform() -> Result<Tls, Error> {
         static TLS: OnceLock<Result<Tls, String>> = OnceLock::new();
-        TLS.get_or_init(|| {
-            use rustls_platform_verifier::ConfigVerifierExt;
-            rustls::ClientConfig::with_platform_verifier().map(|c| Tls(Arc::new(c))).map_err(|e| format!("TLS set-up failed: {e}"))
-        })
-        .clone()
-        .map_err(Error::Request)
+        TLS.get_or_init(|| Tls::load(Vec::new())).clone().map_err(Error::Request)
+    }
+
+    /// The platform's trust store, plus `extra` roots.
+    fn load(extra: Vec<rustls_pki_types::CertificateDer<'static>>) -> Result<Tls, String> {
+        let fail = |e: rustls::Error| format!("TLS set-up failed: {e}");
+        let provider =
+            rustls::crypto::CryptoProvider::get_default().cloned().unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone()).map_err(fail)?;
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(fail)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        Ok(Tls(Arc::new(config)))
     }
 }
 
@@ -253,6 +264,8 @@ mod tests {
     #![allow(clippy::expect_used)]
     use std::time::Instant;
 
+    use rustls_pki_types::pem::PemObject;
+
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -265,6 +278,93 @@ mod tests {
 
     fn get(url: &str) -> http::Request<Body> {
         http::Request::get(url).body(Body::new(Bytes::new())).expect("request")
+    }
+
+    /// `openssl` with `args`, in `dir`.
+    fn openssl(dir: &std::path::Path, args: &[&str]) {
+        let out = std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A CA named `name`, and a server certificate for 127.0.0.1 it signed: (CA, chain, key).
+    fn ca_and_server_cert(dir: &std::path::Path, name: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let (ca, ca_key, key, csr, crt) =
+            (format!("{name}-ca.crt"), format!("{name}-ca.key"), format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
+        openssl(
+            dir,
+            &[&["req", "-x509"], &ec[..], &["-days", "2", "-subj", &format!("/CN={name} test CA"), "-keyout", &ca_key, "-out", &ca]]
+                .concat(),
+        );
+        openssl(dir, &[&["req"], &ec[..], &["-subj", "/CN=localhost", "-keyout", &key, "-out", &csr]].concat());
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("ext");
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                &crt,
+            ],
+        );
+        let read = |f: &str| std::fs::read(dir.join(f)).expect("read");
+        (read(&ca), read(&crt), read(&key))
+    }
+
+    /// An HTTPS server on 127.0.0.1 with `chain` and `key` answering every request with its HTTP version.
+    fn https_server(chain: &[u8], key: &[u8]) -> String {
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_slice_iter(chain).collect::<Result<Vec<_>, _>>().expect("chain");
+        let key = PrivateKeyDer::from_pem_slice(key).expect("key");
+        let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).expect("TLS identity");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = actix_web::HttpServer::new(|| {
+            actix_web::App::new()
+                .default_service(actix_web::web::to(|req: actix_web::HttpRequest| async move { format!("{:?}", req.version()) }))
+        })
+        .workers(1)
+        .listen_rustls_0_23(listener, config)
+        .expect("listen")
+        .run();
+        actix_web::rt::spawn(server);
+        format!("https://{addr}/v1/models")
+    }
+
+    #[actix_web::test]
+    async fn https_upstreams_are_verified_and_get_http2_by_alpn() {
+        crate::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ca, chain, key) = ca_and_server_cert(dir.path(), "trusted");
+        let (_, other_chain, other_key) = ca_and_server_cert(dir.path(), "unknown");
+        let roots = rustls_pki_types::CertificateDer::pem_slice_iter(&ca).collect::<Result<Vec<_>, _>>().expect("CA");
+        let tls = Tls::load(roots).expect("the platform's roots and the test CA");
+        let c = Client::new(&tls, Duration::from_secs(5), Duration::from_secs(30));
+
+        let resp = c.send(get(&https_server(&chain, &key)), Duration::from_secs(30)).await.expect("a server the CA vouches for");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.inner.version(), http::Version::HTTP_2, "the server offers h2 by ALPN");
+        assert_eq!(resp.bytes().await.expect("body"), "HTTP/2.0");
+
+        let err = c.send(get(&https_server(&other_chain, &other_key)), Duration::from_secs(30)).await.err().expect("an unknown issuer");
+        assert!(err.is_connect(), "{err:?}");
+        let chain = crate::util::error_chain(&err);
+        assert!(chain.contains("certificate"), "the error says why: {chain}");
     }
 
     #[tokio::test]
