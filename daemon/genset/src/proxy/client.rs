@@ -382,20 +382,25 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(30), "ended by connect_timeout, not by the 60 s read deadline");
     }
 
-    #[tokio::test]
-    async fn a_body_that_goes_silent_fails_after_read_timeout() {
+    /// A server on loopback that takes one connection, reads the request, writes `reply`
+    /// (nothing if empty) and then stays silent until the client closes the connection.
+    async fn silent_server(reply: &'static [u8]) -> (String, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/v1/models", listener.local_addr().expect("addr"));
         let server = tokio::spawn(async move {
             let (mut sock, _) = listener.accept().await.expect("accept");
             let mut buf = [0u8; 4096];
             let _ = sock.read(&mut buf).await;
-            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n{\"data\":")
-                .await
-                .expect("write");
-            // Hold the connection open, silent, until the client gives up and closes it.
-            let _ = sock.read(&mut buf).await;
+            sock.write_all(reply).await.expect("write");
+            while sock.read(&mut buf).await.is_ok_and(|n| n > 0) {}
         });
+        (url, server)
+    }
+
+    #[tokio::test]
+    async fn a_body_that_goes_silent_fails_after_read_timeout() {
+        let (url, server) =
+            silent_server(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n{\"data\":").await;
         let c = client(Duration::from_secs(5), Duration::from_millis(300));
         let resp = c.send(get(&url), Duration::from_secs(60)).await.expect("headers arrive");
         assert_eq!(resp.status(), StatusCode::OK);
@@ -407,13 +412,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_headers_within_the_deadline_is_a_timeout() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/v1/models", listener.local_addr().expect("addr"));
-        let server = tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await.expect("accept");
-            let mut buf = [0u8; 4096];
-            while sock.read(&mut buf).await.is_ok_and(|n| n > 0) {}
-        });
+        let (url, server) = silent_server(b"").await;
         let c = client(Duration::from_secs(5), Duration::from_secs(60));
         let err = c.send(get(&url), Duration::from_millis(200)).await.err().expect("nothing answers");
         assert!(matches!(err, Error::Timeout(d) if d == Duration::from_millis(200)), "{err:?}");
