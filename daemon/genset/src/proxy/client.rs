@@ -35,7 +35,9 @@ type Connector = TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
 /// A connection pool to upstreams, with one upstream's timeouts. Cheap to clone (shared pool).
 #[derive(Clone)]
 pub struct Client {
-    inner: legacy::Client<Connector, Body>,
+    /// Behind an `Arc`: the request path takes a clone per request, and hyper's client is a
+    /// dozen reference counts wide (it clones itself once more inside `request`).
+    inner: Arc<legacy::Client<Connector, Body>>,
     read_timeout: Duration,
 }
 
@@ -60,7 +62,7 @@ impl Client {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
-        Client { inner, read_timeout }
+        Client { inner: Arc::new(inner), read_timeout }
     }
 
     /// Send `req` and wait for the response headers, at most `within` (and never longer than
