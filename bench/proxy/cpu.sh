@@ -5,11 +5,11 @@
 #
 #   bench/proxy/cpu.sh PID URL [REQUESTS=60000] [CONNECTIONS=32]
 #
-# Sends the proxy benchmark's chat completion with `oha -n REQUESTS -c CONNECTIONS` and prints
+# Sends the proxy benchmark's chat completion (request.json) with `oha -n REQUESTS -c CONNECTIONS` and prints
 # the achieved rate and microseconds of CPU per request. Run targets in turns, several rounds.
 set -euo pipefail
 pid=$1; url=$2; n=${3:-60000}; c=${4:-32}
-body='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about a quick brown fox."}],"max_tokens":64}'
+body=$(cat "$(dirname "$0")/request.json") # the proxy benchmark's request
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 t0=$(ticks "$pid")

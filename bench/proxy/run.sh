@@ -140,7 +140,7 @@ start_bg nginx "$NGINX" -c "$WORK/nginx.conf" -p "$WORK" -e "$WORK/nginx-error.l
 UPSTREAM=http://127.0.0.1:$NGX_PORT/v1
 wait_http "$UPSTREAM/chat/completions" 10 || { cat "$WORK"/nginx*.err "$WORK/nginx-error.log" >&2; echo "nginx did not start" >&2; exit 1; }
 
-BODY='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about a quick brown fox."}],"max_tokens":64}'
+BODY=$(cat bench/proxy/request.json) # the request every target gets (bench/proxy/cpu.sh sends it too)
 CLIENT_KEY=sk-bench-client-0123456789abcdef
 LITELLM_KEY=sk-litellm-bench-master
 declare -a HDRS
