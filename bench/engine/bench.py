@@ -233,6 +233,21 @@ def cold_ttft(srv: Server, tag: str) -> tuple[float, int]:
     return (r["chunks"][0] - r["t0"]) * 1000, (r["usage"] or {}).get("prompt_tokens", 0)
 
 
+def short_ttft(srv: Server, tag: str, n: int) -> list[float]:
+    """TTFT (ms) of n short single requests, one after another: the 1-stream TTFT row from
+    more than the one request the decode run makes, so a single slow request on a shared
+    machine does not decide it. Distinct prompts, shaped like the decode runs' ones."""
+    out = []
+    for i in range(n):
+        r = stream_chat(srv, [{"role": "user", "content":
+                               f"({tag}-{i}) Write a long, detailed story about {STORY_TOPICS[i % len(STORY_TOPICS)]}."}],
+                        2, ban_eog=True)
+        if r.get("error") or not r["chunks"]:
+            raise RuntimeError(f"{srv.name} short request failed: {r.get('error')}")
+        out.append((r["chunks"][0] - r["t0"]) * 1000)
+    return out
+
+
 def prefix_test(srv: Server, tag: str, n: int) -> dict:
     """TTFT with a ~500-token system prompt: cold (a unique nonce at its start, so nothing can
     be reused) vs. hit (the same system prompt as the request before, a new question)."""
@@ -466,6 +481,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--slots", type=int, default=4, help="slots of the main servers (streams above use that many)")
     p.add_argument("--prefix-n", type=int, default=3)
+    p.add_argument("--short-n", type=int, default=5, help="short single requests for the 1-stream TTFT row")
     p.add_argument("--variants", default="genset,llama-like,llama-default")
     p.add_argument("--max-foreign", type=float, default=0.25,
                    help="cores other processes may use during a block before it is measured again (up to 3 attempts)")
@@ -542,6 +558,10 @@ def main() -> None:
                 pending.append(dict(kind="decode", **base, **r))
                 log(f"  {n} streams: agg {r['agg_decode_tps']:.1f} tok/s, per stream {r['per_stream_tps']:.1f}, "
                     f"TTFT {r['ttft_ms']:.0f} ms, tokens {r['completion_tokens']}")
+            if main_block and 1 in counts:
+                st = short_ttft(srv, f"short-r{rep}t{threads}a{attempt}", a.short_n)
+                pending.append(dict(kind="ttft_single", **base, ttft_ms=st))
+                log(f"  {len(st)} short single requests: TTFT median {statistics.median(st):.0f} ms")
             if main_block:
                 pt = prefix_test(srv, f"r{rep}t{threads}a{attempt}", a.prefix_n)
                 pending.append(dict(kind="prefix", **base, **pt))

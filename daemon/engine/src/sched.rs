@@ -23,7 +23,12 @@
 //!
 //! **Architecture Invariant:** a slot's `cache` mirrors exactly the tokens in that sequence's
 //! KV cache (positions `0..cache.len()`); every change to one is made to the other. A slot's
-//! `saved` tokens are not in the KV cache at all (its sequence there is empty).
+//! `saved` tokens are not in the KV cache at all (its sequence there is empty). In a model with
+//! sliding-window layers (Gemma 3: 512 tokens) those layers may hold only `first..cache.len()`
+//! of a sequence ([`Backend::first_pos`]): cells that left the window get overwritten, and a
+//! copy to host memory leaves them out. A sequence is continued at a position, and a prefix
+//! shared from another, only when no position the next token attends to is missing
+//! ([`continues_at`]); otherwise the prompt is computed.
 //!
 //! Why idle slots leave the KV cache: all slots share one unified KV buffer, and every ubatch
 //! attends over the used range of that buffer (masked per sequence), so the cached tokens of
@@ -79,6 +84,13 @@ pub(crate) trait Backend {
     /// computing them: `dst` holds exactly positions `0..from`, the same tokens as `src`'s.
     /// `false` when the backend cannot (the scheduler then computes those tokens).
     fn share(&mut self, src: usize, dst: usize, from: usize, to: usize) -> bool;
+    /// The lowest position of `slot`'s sequence that every layer's KV still holds (`None`:
+    /// none). Sliding-window layers give up the cells that have left a sequence's window
+    /// (other tokens overwrite them) and a copy to host memory leaves them out, so for such a
+    /// model a sequence's KV can start above 0; the positions from there up are all present.
+    fn first_pos(&self, slot: usize) -> Option<usize>;
+    /// The model's attention window in tokens, when some of its layers attend over one.
+    fn window(&self) -> Option<usize>;
     fn decode(&mut self, batch: &[BatchItem]) -> Result<(), String>;
     /// Sample (and accept) the next token from the logits of batch entry `batch_index`.
     fn sample(&mut self, sampler: &mut Self::Sampler, batch_index: usize) -> Result<Token, String>;
@@ -430,6 +442,17 @@ fn worth_restoring(reused: usize, saved: usize) -> bool {
     reused > 0 && reused.saturating_mul(256) >= saved
 }
 
+/// Whether a sequence whose KV holds positions `first..` (see [`Backend::first_pos`]) can take
+/// its next token at position `pos`: every earlier position that token attends to is there.
+/// With a sliding window of `w` tokens, a token at `pos` attends back to `pos - w + 1`; a
+/// model without one (or whose window is unknown) needs them all.
+fn continues_at(first: Option<usize>, window: Option<usize>, pos: usize) -> bool {
+    match first {
+        None => pos == 0,
+        Some(p) => p == 0 || window.is_some_and(|w| p + w <= pos),
+    }
+}
+
 /// A prompt waits for an earlier one that is about to compute a prefix they share (rather than
 /// compute it twice) only when the prefix is at least this long: below, waiting a step costs
 /// the later prompt more than the few tokens it would save.
@@ -495,14 +518,16 @@ fn share_prefixes<B: Backend>(
         if have >= want {
             continue;
         }
+        // A donor whose KV no longer reaches down to `have` (a sliding window gave up its
+        // first positions) would leave a gap in this sequence: it is passed over.
         let donor = slots
             .iter()
             .enumerate()
             .filter(|&(j, _)| j != i)
             .map(|(j, s)| (j, common_prefix(&s.cache, &seq.tokens).min(want)))
+            .filter(|&(j, q)| q > have && backend.first_pos(j).is_some_and(|p| p <= have))
             .max_by_key(|&(j, q)| (q, std::cmp::Reverse(j)));
         if let Some((j, q)) = donor
-            && q > have
             && backend.share(j, i, have, q)
         {
             let shared = q - have;
@@ -562,6 +587,7 @@ impl<S: Send> Runner<S> {
         let mut piece = Vec::with_capacity(32);
         let mut t = StepTotals::default();
         let mut prof = Profile::default();
+        let window = backend.window();
 
         loop {
             tick += 1;
@@ -645,6 +671,12 @@ impl<S: Send> Runner<S> {
                 }
                 // At least the last prompt token is recomputed, to get its logits.
                 let mut keep = lcp.min(n_prompt - 1).min(slot.cache.len());
+                // A prefix whose first positions a sliding window gave up cannot be continued
+                // (the next tokens would attend over a hole): the prompt is computed again.
+                if keep > 0 && !continues_at(backend.first_pos(i), window, keep) {
+                    tracing::debug!(slot = i, keep, first = ?backend.first_pos(i), "engine: cached prefix incomplete, computing it again");
+                    keep = 0;
+                }
                 if keep < slot.cache.len() {
                     if !backend.truncate(i, keep) {
                         backend.clear(i);

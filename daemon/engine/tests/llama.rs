@@ -237,6 +237,28 @@ async fn a_repeated_system_prompt_hits_the_prefix_cache() {
     assert!(engine.stats().totals.cached_tokens >= cached_tokens as u64);
 }
 
+/// Gemma 3's sliding-window layers keep only the last 512 positions of a sequence, and a copy
+/// of an idle slot to host memory leaves the rest out. A prompt that branches off such a copy
+/// (the same long system prompt, another question) cannot be continued from it: the window of
+/// its next token reaches back to positions the copy lacks. It is computed again, and answers
+/// exactly as on a fresh engine (before, it was continued over the hole).
+#[tokio::test]
+async fn a_long_prompt_brought_back_from_host_memory_is_not_continued_over_a_hole() {
+    let engine = load(2048, 2);
+    let system = "You are a careful assistant for a hardware store. ".repeat(60);
+    let ask =
+        |q: &str| Prompt::Chat { messages: vec![ChatMessage::new("system", system.clone()), ChatMessage::new("user", q)], tools: vec![] };
+    let first = engine.submit(greedy(ask("Do you sell hammers?"), 4)).unwrap().collect().await.unwrap();
+    assert!(first.usage.prompt_tokens > 600, "{:?}", first.usage);
+    // Another request runs meanwhile: the first slot leaves the KV cache for host memory.
+    engine.submit(forced_length(chat("Say something."), 8)).unwrap().collect().await.unwrap();
+    let branched = engine.submit(greedy(ask("What time do you open?"), 12)).unwrap().collect().await.unwrap();
+    assert_eq!(branched.usage.cached_tokens, 0, "{:?}", branched.usage);
+    let fresh = load(2048, 2);
+    let cold = fresh.submit(greedy(ask("What time do you open?"), 12)).unwrap().collect().await.unwrap();
+    assert_eq!(branched.text, cold.text);
+}
+
 #[tokio::test]
 async fn priorities_are_accepted_and_served() {
     let engine = load(1024, 1);

@@ -286,6 +286,8 @@ struct LlamaRunner<'m> {
     embed_ctx: Option<(LlamaContext<'m>, LlamaBatch<'static>)>,
     context: usize,
     threads: u32,
+    /// The sliding-window layers' window (GGUF `<arch>.attention.sliding_window`), if any.
+    window: Option<usize>,
 }
 
 impl<'m> LlamaRunner<'m> {
@@ -310,7 +312,10 @@ impl<'m> LlamaRunner<'m> {
             .with_kv_unified(true)
             .with_swa_full(true);
         let ctx = model.new_context(backend, params).map_err(|e| format!("llama.cpp could not create a context of {n_ctx} tokens: {e}"))?;
-        Ok(LlamaRunner { backend, model, ctx, batch: LlamaBatch::new(batch as usize, 1), embed_ctx: None, context, threads })
+        let arch = model.meta_val_str("general.architecture").unwrap_or_default();
+        let window =
+            model.meta_val_str(&format!("{arch}.attention.sliding_window")).ok().and_then(|v| v.parse::<usize>().ok()).filter(|&w| w > 0);
+        Ok(LlamaRunner { backend, model, ctx, batch: LlamaBatch::new(batch as usize, 1), embed_ctx: None, context, threads, window })
     }
 
     fn embed_one(&mut self, tokens: &[Token]) -> Result<Vec<f32>, EngineError> {
@@ -388,6 +393,14 @@ impl Backend for LlamaRunner<'_> {
         // whole stream, which the scheduler never wants.)
         let (Ok(from), Ok(to)) = (u32::try_from(from), u32::try_from(to)) else { return false };
         self.ctx.copy_kv_cache_seq(src as i32, dst as i32, Some(from), Some(to)).is_ok()
+    }
+
+    fn first_pos(&self, slot: usize) -> Option<usize> {
+        usize::try_from(self.ctx.kv_cache_seq_pos_min(slot as i32)).ok()
+    }
+
+    fn window(&self) -> Option<usize> {
+        self.window
     }
 
     fn decode(&mut self, batch: &[BatchItem]) -> Result<(), String> {

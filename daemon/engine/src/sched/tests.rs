@@ -43,6 +43,9 @@ struct Log {
     kv: Arc<Mutex<HashMap<usize, Vec<Token>>>>,
     /// Every shared prefix.
     shares: Arc<Mutex<Vec<Share>>>,
+    /// The lowest position each slot's KV still holds (absent: 0). A test raises it to stand
+    /// for a sliding window's cells that other tokens overwrote.
+    first: Arc<Mutex<HashMap<usize, usize>>>,
 }
 
 struct Fake {
@@ -55,6 +58,17 @@ struct Fake {
     fail_on: Option<Token>,
     /// Whether `save` works (a backend may not be able to copy a sequence out).
     can_save: bool,
+    /// A sliding window, as in Gemma 3: `save` leaves out the positions that left it, and
+    /// `decode` refuses a token that would attend over a hole.
+    window: Option<usize>,
+}
+
+impl Fake {
+    fn first_of(&self, slot: usize) -> Option<usize> {
+        let len = self.log.kv.lock().get(&slot).map_or(0, Vec::len);
+        let first = self.log.first.lock().get(&slot).copied().unwrap_or(0);
+        (first < len).then_some(first)
+    }
 }
 
 /// Emits `script`, then counts up from its last token; `EOG` ends the turn.
@@ -74,31 +88,46 @@ impl FakeSampler {
 
 impl Backend for Fake {
     type Sampler = FakeSampler;
-    type Saved = Vec<Token>;
+    /// The tokens, and the first position the copy holds.
+    type Saved = (Vec<Token>, usize);
 
     fn truncate(&mut self, slot: usize, keep: usize) -> bool {
         self.log.truncates.lock().push((slot, keep));
         self.log.kv.lock().entry(slot).or_default().truncate(keep);
+        // What the window held from `keep` on is gone too: new tokens start it again there.
+        if let Some(first) = self.log.first.lock().get_mut(&slot) {
+            *first = (*first).min(keep);
+        }
         true
     }
     fn clear(&mut self, slot: usize) {
         self.log.kv.lock().remove(&slot);
+        self.log.first.lock().remove(&slot);
     }
-    fn save(&mut self, slot: usize) -> Option<Vec<Token>> {
+    fn save(&mut self, slot: usize) -> Option<(Vec<Token>, usize)> {
         if !self.can_save {
             return None;
         }
         self.log.saves.lock().push(slot);
-        Some(self.log.kv.lock().get(&slot).cloned().unwrap_or_default())
+        let tokens = self.log.kv.lock().get(&slot).cloned().unwrap_or_default();
+        // Like llama.cpp's sequence copy: the cells outside the window stay behind.
+        let first = self.first_of(slot).unwrap_or(0).max(self.window.map_or(0, |w| tokens.len().saturating_sub(w)));
+        Some((tokens, first))
     }
-    fn restore(&mut self, slot: usize, saved: &Vec<Token>) -> bool {
+    fn restore(&mut self, slot: usize, saved: &(Vec<Token>, usize)) -> bool {
         let mut kv = self.log.kv.lock();
         assert!(kv.get(&slot).is_none_or(Vec::is_empty), "restore into a non-empty sequence");
-        kv.insert(slot, saved.clone());
-        self.log.restores.lock().push((slot, saved.len()));
+        kv.insert(slot, saved.0.clone());
+        self.log.first.lock().insert(slot, saved.1);
+        self.log.restores.lock().push((slot, saved.0.len()));
         true
     }
     fn share(&mut self, src: usize, dst: usize, from: usize, to: usize) -> bool {
+        let src_first = self.first_of(src);
+        assert!(src_first.is_some_and(|f| f <= from), "slot {src} holds positions from {src_first:?}: a hole in slot {dst} at {from}");
+        if from == 0 {
+            self.log.first.lock().remove(&dst);
+        }
         let mut kv = self.log.kv.lock();
         let have = kv.get(&src).cloned().unwrap_or_default();
         let mine = kv.entry(dst).or_default();
@@ -117,6 +146,22 @@ impl Backend for Fake {
         if batch.iter().any(|b| Some(b.token) == self.fail_on) {
             return Err("fake decode failure".into());
         }
+        // A token attends back over its window (all earlier tokens without one): none of
+        // those positions may be missing.
+        let mut seen = Vec::new();
+        for b in batch {
+            if !seen.contains(&b.slot) {
+                seen.push(b.slot);
+                let first = self.first_of(b.slot);
+                assert!(
+                    continues_at(first, self.window, b.pos as usize),
+                    "slot {} goes on at {} but holds positions from {first:?} only (window {:?})",
+                    b.slot,
+                    b.pos,
+                    self.window
+                );
+            }
+        }
         // The scheduler's mirror of the KV cache must match it: every token goes at the end.
         let mut kv = self.log.kv.lock();
         for b in batch {
@@ -130,6 +175,12 @@ impl Backend for Fake {
             std::thread::sleep(self.step_delay);
         }
         Ok(())
+    }
+    fn first_pos(&self, slot: usize) -> Option<usize> {
+        self.first_of(slot)
+    }
+    fn window(&self) -> Option<usize> {
+        self.window
     }
     fn sample(&mut self, s: &mut FakeSampler, _batch_index: usize) -> Result<Token, String> {
         let tok = match s.script.get(s.n) {
@@ -185,6 +236,7 @@ fn start(cfg: SchedConfig, tweak: impl FnOnce(&mut Fake)) -> Harness {
         panic_on: None,
         fail_on: None,
         can_save: true,
+        window: None,
     };
     tweak(&mut fake);
     let (handle, runner) = new::<FakeSampler>(cfg);
@@ -508,6 +560,79 @@ async fn idle_slots_leave_the_kv_cache_and_come_back_on_a_prefix_hit() {
     assert_eq!(h.log.restores.lock().as_slice(), &[(0, 42)]);
     assert!(h.log.truncates.lock().contains(&(0, 40)));
     b.collect().await.unwrap();
+}
+
+#[test]
+fn a_prefix_continues_only_over_a_complete_window() {
+    assert!(continues_at(None, None, 0));
+    assert!(!continues_at(None, Some(16), 5), "nothing held");
+    assert!(continues_at(Some(0), None, 40));
+    assert!(!continues_at(Some(3), None, 40), "no window: every position is needed");
+    assert!(continues_at(Some(26), Some(16), 42), "positions 26..42 are the window of a token at 42");
+    assert!(!continues_at(Some(26), Some(16), 40), "a token at 40 attends back to 25");
+}
+
+/// Gemma 3's sliding-window layers keep a sequence's last window only: a saved copy of a slot
+/// that outgrew it comes back for a prompt that goes on from all of it (a conversation's next
+/// turn), and a prompt that branches off earlier is computed again, not continued over the hole.
+#[tokio::test]
+async fn a_saved_slot_past_the_window_is_reused_only_where_it_can_go_on() {
+    let h = start(cfg(2), |f| {
+        f.step_delay = Duration::from_millis(1);
+        f.window = Some(16);
+    });
+    h.handle.submit(job(a_prompt(), 3, FakeSampler::counting())).unwrap().collect().await.unwrap();
+    let mut b = h.handle.submit(job((101..=110).collect(), 200, FakeSampler::counting())).unwrap();
+    started(&mut b).await;
+    wait_until(|| h.log.saves.lock().contains(&0)).await;
+    // The conversation goes on from all of it: prompt, answer (t100 t101), a new turn. The
+    // copy holds positions 26..42, the window of a token at 42.
+    let mut next = a_prompt();
+    next.extend([100, 101, 500]);
+    let mut g = h.handle.submit(job(next, 2, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut g).await, (43, 42));
+    g.collect().await.unwrap();
+    wait_until(|| h.log.saves.lock().iter().filter(|&&s| s == 0).count() == 2).await;
+    // The same 40-token prompt with another ending: its token at 40 would attend back to 25,
+    // and the copy (44 tokens now) holds 28.. only.
+    let mut other = a_prompt();
+    other.extend([500, 501]);
+    let mut g = h.handle.submit(job(other, 2, FakeSampler::counting())).unwrap();
+    assert_eq!(started(&mut g).await, (42, 0));
+    g.collect().await.unwrap();
+    drop(b);
+}
+
+/// A prompt sharing its first 20 tokens with a running sequence, whose cells of positions
+/// 0..10 other tokens took over (they had left its window) when `moved_on`: what it got
+/// from that sequence (cached tokens, prefixes shared).
+async fn prefix_from_a_running_sequence(moved_on: bool) -> (usize, usize) {
+    let h = start(cfg(2), |f| {
+        f.step_delay = Duration::from_millis(1);
+        f.window = Some(16);
+    });
+    let mut a = h.handle.submit(job(a_prompt(), 200, FakeSampler::counting())).unwrap();
+    started(&mut a).await;
+    wait_until(|| h.log.kv.lock().get(&0).map_or(0, Vec::len) >= 50).await;
+    if moved_on {
+        h.log.first.lock().insert(0, 10);
+    }
+    let mut q: Vec<Token> = (1..=20).collect();
+    q.push(900);
+    let c = h.handle.submit(job(q, 2, FakeSampler::counting())).unwrap().collect().await.unwrap();
+    let cached = c.usage.cached_tokens;
+    let shares = h.log.shares.lock().len();
+    drop(a);
+    (cached, shares)
+}
+
+/// A prompt does not take a prefix from a sequence whose KV no longer starts at the shared
+/// part: the cells would leave a hole at the start of its own (llama.cpp then refused the
+/// next batch, or with an empty window answered from a context with a hole in it).
+#[tokio::test]
+async fn a_donor_whose_window_moved_on_shares_nothing() {
+    assert_eq!(prefix_from_a_running_sequence(false).await, (20, 1));
+    assert_eq!(prefix_from_a_running_sequence(true).await, (0, 0));
 }
 
 #[tokio::test]
