@@ -12,13 +12,14 @@
 //!    with its prompt when that prefix is worth reusing (bringing that slot's tokens back from
 //!    host memory if they were moved there), otherwise in an empty or the least recently used
 //!    slot ([`choose_slot`]), and drop the rest of that slot's cache;
-//! 3. drop sequences whose [`crate::Generation`] was dropped; move the KV of idle slots out of
-//!    the KV cache to host memory while any sequence is active;
+//! 3. drop sequences whose [`crate::Generation`] was dropped;
 //! 4. share prefixes between sequences ([`share_prefixes`]): a prompt takes what another
-//!    sequence's KV already holds of it, or waits a step for an earlier prompt that is about
-//!    to compute a long prefix they share (a burst with one system prompt computes it once);
+//!    slot's KV already holds of it (a running sequence's or an idle slot's), or waits a step
+//!    for an earlier prompt that is about to compute a long prefix they share (a burst with
+//!    one system prompt computes it once);
 //! 5. build one batch: one token for every decoding sequence, then prompt chunks (oldest first)
-//!    up to `n_batch`;
+//!    up to `n_batch`; then move the KV of idle slots out of the KV cache to host memory while
+//!    any sequence is active (after step 4, so that they can lend a prefix first);
 //! 6. decode it, sample every sequence that produced logits, stream text, finish sequences.
 //!
 //! **Architecture Invariant:** a slot's `cache` mirrors exactly the tokens in that sequence's
@@ -725,7 +726,6 @@ impl<S: Send> Runner<S> {
                     t.cancelled += 1;
                 }
             }
-            offload_idle(&mut backend, &mut slots);
 
             // Compose the batch: decode tokens first, then prompt chunks, oldest first.
             batch.clear();
@@ -767,6 +767,9 @@ impl<S: Send> Runner<S> {
                     batch.push(BatchItem { token: seq.tokens[p], pos: (slot.cache.len() + k) as u32, slot: i, logits: last });
                 }
             }
+            // Idle slots leave the KV cache only now: a new prompt could take its first tokens
+            // from one of them (above), and what it took stays when the idle slot's copy goes.
+            offload_idle(&mut backend, &mut slots);
             if batch.is_empty() {
                 continue;
             }

@@ -253,7 +253,9 @@ async fn a_long_prompt_brought_back_from_host_memory_is_not_continued_over_a_hol
     // Another request runs meanwhile: the first slot leaves the KV cache for host memory.
     engine.submit(forced_length(chat("Say something."), 8)).unwrap().collect().await.unwrap();
     let branched = engine.submit(greedy(ask("What time do you open?"), 12)).unwrap().collect().await.unwrap();
-    assert_eq!(branched.usage.cached_tokens, 0, "{:?}", branched.usage);
+    // Not the ~600-token system prompt: at most the chat template's opening tokens, which
+    // another slot lends.
+    assert!(branched.usage.cached_tokens < 16, "{:?}", branched.usage);
     let fresh = load(2048, 2);
     let cold = fresh.submit(greedy(ask("What time do you open?"), 12)).unwrap().collect().await.unwrap();
     assert_eq!(branched.text, cold.text);

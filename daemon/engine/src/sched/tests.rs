@@ -635,6 +635,26 @@ async fn a_donor_whose_window_moved_on_shares_nothing() {
     assert_eq!(prefix_from_a_running_sequence(true).await, (0, 0));
 }
 
+/// A prompt that shares too little with an idle slot to take that slot over (it would
+/// discard the slot's cached prompt) still takes the shared tokens from it, before the slot
+/// leaves the KV cache for host memory.
+#[tokio::test]
+async fn an_idle_slot_lends_its_prefix_before_it_leaves_the_kv_cache() {
+    let h = start(cfg(2), |f| f.step_delay = Duration::from_millis(1));
+    h.handle.submit(job(a_prompt(), 3, FakeSampler::counting())).unwrap().collect().await.unwrap();
+    let mut b: Vec<Token> = (1..=5).collect();
+    b.extend(201..=220);
+    let c = h.handle.submit(job(b, 2, FakeSampler::counting())).unwrap().collect().await.unwrap();
+    assert_eq!(c.usage.cached_tokens, 5);
+    assert_eq!(h.log.shares.lock().as_slice(), &[(0, 1, 0, 5)]);
+    assert!(h.log.saves.lock().contains(&0), "the idle slot still left the KV cache");
+    // Its copy is whole: the follow-up of A gets all of it back.
+    let mut a2 = a_prompt();
+    a2.push(500);
+    let c = h.handle.submit(job(a2, 2, FakeSampler::counting())).unwrap().collect().await.unwrap();
+    assert_eq!(c.usage.cached_tokens, 40);
+}
+
 #[tokio::test]
 async fn a_saved_slot_with_a_tiny_shared_prefix_is_not_restored() {
     let mut c = cfg(2);
