@@ -223,8 +223,7 @@ fn a_sha256_mismatch_refuses_to_load() {
 async fn a_repeated_system_prompt_hits_the_prefix_cache() {
     let engine = load(2048, 2);
     let system = "You are a careful assistant for a hardware store. ".repeat(20);
-    let ask =
-        |q: &str| Prompt::Chat { messages: vec![ChatMessage::new("system", system.clone()), ChatMessage::new("user", q)], tools: vec![] };
+    let ask = |q: &str| chat_with_system(&system, q);
     let first = engine.submit(greedy(ask("Do you sell hammers?"), 4)).unwrap().collect().await.unwrap();
     assert_eq!(first.usage.cached_tokens, 0);
     let mut g = engine.submit(greedy(ask("What time do you open?"), 4)).unwrap();
@@ -246,8 +245,7 @@ async fn a_repeated_system_prompt_hits_the_prefix_cache() {
 async fn a_long_prompt_brought_back_from_host_memory_is_not_continued_over_a_hole() {
     let engine = load(2048, 2);
     let system = "You are a careful assistant for a hardware store. ".repeat(60);
-    let ask =
-        |q: &str| Prompt::Chat { messages: vec![ChatMessage::new("system", system.clone()), ChatMessage::new("user", q)], tools: vec![] };
+    let ask = |q: &str| chat_with_system(&system, q);
     let first = engine.submit(greedy(ask("Do you sell hammers?"), 4)).unwrap().collect().await.unwrap();
     assert!(first.usage.prompt_tokens > 600, "{:?}", first.usage);
     // Another request runs meanwhile: the first slot leaves the KV cache for host memory.
@@ -352,7 +350,7 @@ fn config_round_trip_for_the_test_model() {
 #[tokio::test]
 async fn concurrent_requests_share_one_system_prompt_and_answer_as_alone() {
     let system = "You are the triage assistant of the support desk. ".repeat(20);
-    let prompt = |q: &str| Prompt::Chat { messages: vec![ChatMessage::new("system", &system), ChatMessage::new("user", q)], tools: vec![] };
+    let prompt = |q: &str| chat_with_system(&system, q);
     let questions = ["The printer is on fire.", "My password expired.", "The VPN drops every hour.", "Invoice 42 is wrong."];
     // Each answer alone, on a fresh engine (nothing cached, nothing shared).
     let mut alone = Vec::new();

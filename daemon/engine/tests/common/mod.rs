@@ -57,6 +57,11 @@ pub fn chat(user: &str) -> Prompt {
     Prompt::Chat { messages: vec![ChatMessage::new("user", user)], tools: vec![] }
 }
 
+/// A chat turn under a system prompt.
+pub fn chat_with_system(system: &str, user: &str) -> Prompt {
+    Prompt::Chat { messages: vec![ChatMessage::new("system", system), ChatMessage::new("user", user)], tools: vec![] }
+}
+
 pub fn greedy(prompt: Prompt, max_tokens: u32) -> GenerateRequest {
     let mut r = GenerateRequest::new(prompt);
     r.sampling = SamplingParams { temperature: Some(0.0), max_tokens: Some(max_tokens), ..Default::default() };
